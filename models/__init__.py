@@ -1,0 +1,1 @@
+"""The early-classification model (ELECTS), its training, evaluation and artifacts."""

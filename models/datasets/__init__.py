@@ -1,0 +1,1 @@
+"""Readers of labelled time series and the Sentinel-2 parcel simulator."""

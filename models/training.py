@@ -114,7 +114,7 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
             parts.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-            total += float(parts.loss) * len(batch)
+            total += float(parts.loss.detach()) * len(batch)
         predictions = predict(model, validation, config.stop_threshold, config.device)
         val_score = score(predictions, config.alpha)
         best_so_far = val_score > best.best_score

@@ -1,0 +1,103 @@
+"""The `eowatch train` and `eowatch evaluate` commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .datasets import load_dataset
+
+log = logging.getLogger(__name__)
+
+DATA_HELP = ("dataset: a long-format .parquet/.csv file, a UCR .ts/.txt file, ucr:NAME[:SPLIT], "
+             "simulated:N[:SEED] or breizhcrops:ROOT:REGION[:YEAR[:LEVEL]]")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train an early-classification model",
+                            description="Train an ELECTS model and write its artifact.")
+    p.add_argument("data", help=DATA_HELP)
+    p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
+    p.add_argument("--validation", help="validation dataset (default: a stratified split)")
+    p.add_argument("--alpha", type=float, default=0.8,
+                   help="weight of accuracy against earliness in the loss (default 0.8)")
+    p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
+    p.add_argument("--patience", type=int, default=30,
+                   help="stop after this many epochs without a better validation score")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
+    p.add_argument("--layers", type=int, default=2, help="LSTM layers")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="stop when the stopping probability reaches this (default 0.5)")
+    p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
+    p.add_argument("--season-start", help="season start MM-DD (long format without start_date)")
+    p.add_argument("--version", help="model version string (default: derived from the data)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_train)
+
+    e = commands.add_parser("evaluate", help="metrics and plots of a model on a dataset",
+                            description="Print accuracy, kappa, macro-F1, earliness, their "
+                            "harmonic mean and per-class stop dates; write PNG plots.")
+    e.add_argument("model", type=Path, help="artifact written by `eowatch train`")
+    e.add_argument("data", help=DATA_HELP)
+    e.add_argument("--split", default="test", help="split for ucr: datasets (default test)")
+    e.add_argument("--plots", type=Path, help="folder for the PNG plots")
+    e.add_argument("--threshold", type=float, help="override the model's stopping threshold")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(handler=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .artifact import ModelMetadata, save_artifact
+    from .metrics import summary
+    from .training import TrainConfig, train
+
+    data = load_dataset(args.data, split="train", season_start=args.season_start)
+    validation = None
+    if args.validation:
+        validation = load_dataset(args.validation, split="test", class_names=data.class_names,
+                                  season_start=args.season_start)
+    config = TrainConfig(alpha=args.alpha, epsilon=args.epsilon, hidden_size=args.hidden,
+                         num_layers=args.layers, dropout=args.dropout,
+                         learning_rate=args.learning_rate, batch_size=args.batch_size,
+                         max_epochs=args.epochs, patience=args.patience,
+                         stop_threshold=args.threshold, seed=args.seed, device=args.device,
+                         progress=not args.no_progress)
+    result = train(data, config, validation)
+    fingerprint = data.fingerprint()
+    metrics = summary(result.validation, args.alpha) if result.validation else {}
+    model = result.model.cpu()
+    metadata = ModelMetadata(
+        version=args.version or f"{data.name}-a{args.alpha:g}-s{args.seed}-{fingerprint[:8]}",
+        feed=args.feed, band_names=data.band_names, class_names=data.class_names,
+        band_mean=tuple(model.band_mean.tolist()), band_std=tuple(model.band_std.tolist()),
+        architecture=model.arch.to_dict(), alpha=args.alpha, epsilon=args.epsilon,
+        stop_threshold=args.threshold, season_length_days=data.season_length_days,
+        season_start=args.season_start,
+        description=("trained on simulated data" if data.name.startswith("simulated") else ""),
+        training={"data": data.name, "data_sha256": fingerprint, "samples": len(data),
+                  "best_epoch": result.best_epoch, "config": config.to_dict()},
+        metrics={"validation": metrics})
+    path = save_artifact(args.out, model, metadata)
+    print(f"wrote {path} (model {metadata.version}); validation: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .artifact import load_artifact
+    from .evaluation import evaluate, format_report
+
+    loaded = load_artifact(args.model, args.device)
+    data = load_dataset(args.data, split=args.split, class_names=loaded.metadata.class_names,
+                        bands=loaded.metadata.band_names, season_start=loaded.metadata.season_start)
+    result = evaluate(loaded, data, args.plots, args.threshold, args.device)
+    print(f"model {loaded.metadata.version} on {data.name} ({len(data)} samples)")
+    print(format_report(result, loaded.metadata.season_start))
+    return 0

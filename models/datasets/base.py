@@ -84,7 +84,7 @@ class SeriesSet:
             raise DatasetError(f"{self.name}: days/lengths do not match values [{n}, {steps}]")
         empty = np.flatnonzero(self.lengths < 1)
         if empty.size:
-            raise DatasetError(f"{self.name}: sample {self.sample_ids[empty[0]]!r} has an empty "
+            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[empty[0]])} has an empty "
                                "series; drop it or give it at least one observation")
         valid = np.arange(steps)[None, :] < self.lengths[:, None]
         bad_values = ~np.isfinite(self.values).all(axis=2) & valid
@@ -94,18 +94,18 @@ class SeriesSet:
             rows, cols = np.nonzero(bad)
             if rows.size:
                 raise DatasetError(
-                    f"{self.name}: sample {self.sample_ids[rows[0]]!r} has {what} at step "
+                    f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has {what} at step "
                     f"{cols[0]}; fill or drop that observation (cloud-masked acquisitions are "
                     "dropped, not kept as NaN)")
         order = np.diff(np.where(valid, self.days, np.inf), axis=1)
         rows, cols = np.nonzero((order <= 0) & valid[:, 1:])
         if rows.size:
-            raise DatasetError(f"{self.name}: sample {self.sample_ids[rows[0]]!r} has dates that "
+            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has dates that "
                                f"do not increase at step {cols[0] + 1}; sort by date and drop "
                                "duplicates")
         unknown = np.flatnonzero((self.labels < 0) | (self.labels >= len(self.class_names)))
         if unknown.size:
-            raise DatasetError(f"{self.name}: sample {self.sample_ids[unknown[0]]!r} has a label "
+            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[unknown[0]])} has a label "
                                "outside the class list")
         return self
 
@@ -116,11 +116,16 @@ class SeriesSet:
         missing = [i for i, name in enumerate(names) if name not in position]
         if missing:
             raise DatasetError(
-                f"{self.name}: sample {self.sample_ids[missing[0]]!r} has label "
+                f"{self.name}: sample {sample_name(self.sample_ids[missing[0]])} has label "
                 f"{names[missing[0]]!r}, which is not one of the model's classes "
                 f"{list(class_names)}; drop such samples or train a model that knows the class")
         labels = np.array([position[name] for name in names], dtype=np.int64)
         return replace(self, labels=labels, class_names=tuple(class_names))
+
+
+def sample_name(sample_id: object) -> str:
+    """A sample id as an operator wrote it (numpy scalars shown as plain values)."""
+    return repr(sample_id.item() if isinstance(sample_id, np.generic) else sample_id)
 
 
 def pad_ragged(series: Sequence[np.ndarray], days: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:

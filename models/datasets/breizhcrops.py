@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .base import DatasetError, SeriesSet, pad_ragged
+from .base import DatasetError, SeriesSet, pad_ragged, sample_name
 
 FILE_COLUMNS = ("B1", "B10", "B11", "B12", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A",
                 "B9", "QA10", "QA20", "QA60", "doa")
@@ -64,11 +64,11 @@ def read_breizhcrops(root: str | Path, region: str, year: int = 2017,
     with h5py.File(h5_path, "r") as h5:
         for parcel_id, key in zip(index["id"], index["path"], strict=True):
             if key not in h5:
-                raise DatasetError(f"{h5_path}: parcel {parcel_id!r} ({key}) is in the index but "
+                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} ({key}) is in the index but "
                                    "not in the HDF5 file; the two files are from different releases")
             array = np.asarray(h5[key])
             if array.ndim != 2 or array.shape[1] != len(FILE_COLUMNS):
-                raise DatasetError(f"{h5_path}: parcel {parcel_id!r} has shape {array.shape}, "
+                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} has shape {array.shape}, "
                                    f"expected [T, {len(FILE_COLUMNS)}]")
             series.append(array[:, columns].astype(np.float32) * DN_SCALE)
             days.append(((array[:, doa_column].astype(np.int64) - season_start)

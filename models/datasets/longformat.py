@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .base import DatasetError, SeriesSet, encode_labels
+from .base import DatasetError, SeriesSet, encode_labels, sample_name
 
 REQUIRED = ("sample_id", "label", "date")
 NON_BANDS = {"sample_id", "label", "date", "longitude", "latitude", "start_date", "end_date",
@@ -54,6 +54,8 @@ def read_long_format(
     if missing:
         raise DatasetError(f"{path}: missing column(s) {missing}; the long format needs "
                            f"{list(REQUIRED)} and one column per band")
+    if frame.empty:
+        raise DatasetError(f"{path}: no samples; check the file and its filters")
     bands = list(bands) if bands is not None else band_columns(frame)
     absent = [b for b in bands if b not in frame.columns]
     if absent or not bands:
@@ -69,7 +71,7 @@ def read_long_format(
     labels_per_sample = frame.groupby("sample_id", sort=True)["label"].nunique()
     mixed = labels_per_sample[labels_per_sample > 1]
     if len(mixed):
-        raise DatasetError(f"{path}: sample {mixed.index[0]!r} has more than one label; a sample "
+        raise DatasetError(f"{path}: sample {sample_name(mixed.index[0])} has more than one label; a sample "
                            "is one parcel and one season")
     steps = int(counts.max())
     row_in_sample = np.arange(len(frame)) - np.repeat(first, counts)
@@ -82,7 +84,7 @@ def read_long_format(
     codes, names = encode_labels(list(labels), class_names)
     unknown = np.flatnonzero(codes < 0)
     if unknown.size:
-        raise DatasetError(f"{path}: sample {ids[unknown[0]]!r} has label {labels[unknown[0]]!r}, "
+        raise DatasetError(f"{path}: sample {sample_name(ids[unknown[0]])} has label {labels[unknown[0]]!r}, "
                            f"which is not one of the model's classes {list(names)}; drop such "
                            "samples or train a model that knows the class")
     groups = None

@@ -97,7 +97,8 @@ class SeriesSet:
                     f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has {what} at step "
                     f"{cols[0]}; fill or drop that observation (cloud-masked acquisitions are "
                     "dropped, not kept as NaN)")
-        order = np.diff(np.where(valid, self.days, np.inf), axis=1)
+        # valid steps form a prefix, so a valid step's predecessor is valid (and finite) too
+        order = np.diff(np.nan_to_num(self.days, nan=0.0), axis=1)
         rows, cols = np.nonzero((order <= 0) & valid[:, 1:])
         if rows.size:
             raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has dates that "

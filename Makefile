@@ -1,0 +1,45 @@
+# One command per task. `make run` sets a fresh machine up and starts the daemon;
+# `make test` runs the whole suite (.ci/run calls exactly it).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned: 2.13.0 resolves to the local CPU build on machines without a GPU.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup run test lint bench default-model clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	# aeon only for the UCR files its wheel ships (GunPoint, ItalyPowerDemand): no code of it runs
+	$(BIN)/pip install --quiet --no-deps aeon==1.6.0
+	touch $@
+
+run: setup
+	$(BIN)/eowatch run
+
+test: setup
+	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
+
+lint: setup
+	$(BIN)/pip install --quiet ruff mypy
+	$(BIN)/ruff check eowatch models tests bench
+	$(BIN)/mypy --ignore-missing-imports eowatch models
+
+bench: setup
+	cd bench && ../$(BIN)/python step_speed.py
+	cd bench && ../$(BIN)/python ucr.py
+	cd bench && ../$(BIN)/python crops.py
+
+# Reproduces the bundled default model (simulated Sentinel-2 parcels, seed 0).
+default-model: setup
+	$(BIN)/eowatch train simulated:8000:0 --out models/default/sentinel2-simulated.pt \
+	    --feed sentinel2 --season-start 01-01 --alpha 0.8 --epochs 60 --patience 12 \
+	    --version sentinel2-sim-1 --no-progress
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,59 @@
+"""Shared helpers of the benchmark scripts: model selection and table printing."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from eowatch.models.datasets.base import SeriesSet
+from eowatch.models.metrics import Predictions, predict, score
+from eowatch.models.training import TrainConfig, split_validation, train
+
+
+@dataclass(frozen=True)
+class Candidate:
+    loss_alpha: float
+    seed: int
+    validation: Predictions
+    test: Predictions
+
+
+def train_candidates(train_set: SeriesSet, test_set: SeriesSet, config: TrainConfig,
+                     loss_alphas: Sequence[float], seeds: Sequence[int]) -> list[Candidate]:
+    """One model per (loss α, seed); each keeps its validation and test predictions.
+
+    The loss's α and the score's α are not the same knob: the loss weighs the negative
+    log-likelihood, the score weighs accuracy. So α of the loss is a hyper-parameter, chosen
+    per target score on the validation split only.
+    """
+    candidates = []
+    for seed in seeds:
+        fit, validation = split_validation(train_set, config.validation_fraction, seed)
+        for alpha in loss_alphas:
+            result = train(fit, replace(config, alpha=alpha, seed=seed), validation)
+            candidates.append(Candidate(alpha, seed, predict(result.model, validation,
+                                                             config.stop_threshold),
+                                        predict(result.model, test_set, config.stop_threshold)))
+            print(f"  trained loss α={alpha} seed={seed}: validation acc "
+                  f"{candidates[-1].validation.accuracy:.3f} earliness "
+                  f"{candidates[-1].validation.earliness:.3f}", file=sys.stderr, flush=True)
+    return candidates
+
+
+def select(candidates: Sequence[Candidate], target_alpha: float) -> Candidate:
+    """The candidate with the best validation score at the target α (ties: earlier in list)."""
+    return max(candidates, key=lambda c: score(c.validation, target_alpha))
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in header]] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

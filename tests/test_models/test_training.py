@@ -1,0 +1,51 @@
+import torch
+
+from eowatch.cli import main
+from eowatch.models.artifact import load_artifact
+from eowatch.models.datasets.simulator import ParcelSimulator
+from eowatch.models.metrics import predict
+from eowatch.models.training import TrainConfig, train
+
+FAST = dict(hidden_size=32, max_epochs=12, patience=12, progress=False, batch_size=32)
+
+
+def test_training_learns_simulated_crops_and_is_reproducible():
+    data = ParcelSimulator(500, seed=2).series()
+    first = train(data, TrainConfig(alpha=0.9, seed=7, **FAST))
+    second = train(data, TrainConfig(alpha=0.9, seed=7, **FAST))
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    held_out = ParcelSimulator(300, seed=3).series()
+    predictions = predict(first.model, held_out)
+    majority = max((held_out.labels == k).mean() for k in range(6))
+    assert predictions.accuracy > majority + 0.2
+
+
+def test_early_stopping_ends_training_after_patience_epochs():
+    data = ParcelSimulator(120, seed=2).series()
+    result = train(data, TrainConfig(max_epochs=200, patience=3, hidden_size=8, progress=False))
+    assert len(result.history) == result.best_epoch + 4 < 200
+
+
+def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    assert main(["train", "simulated:200:1", "--out", str(model), "--epochs", "3",
+                 "--hidden", "16", "--no-progress", "--feed", "simulated",
+                 "--season-start", "01-01"]) == 0
+    loaded = load_artifact(model)
+    assert loaded.metadata.feed == "simulated"
+    assert loaded.metadata.description == "trained on simulated data"
+    assert len(loaded.metadata.training["data_sha256"]) == 64
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "simulated:100:5", "--plots", str(tmp_path / "plots")]) == 0
+    report = capsys.readouterr().out
+    for word in ("accuracy", "kappa", "macro_f1", "earliness", "harmonic_mean", "maize"):
+        assert word in report
+    for name in ("confusion.png", "accuracy_vs_season.png", "trajectory.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_reports_bad_data_as_an_error_not_a_traceback(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "absent.parquet"), "--out", str(tmp_path / "m.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err

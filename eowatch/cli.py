@@ -12,6 +12,7 @@ from .errors import EowatchError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eowatch.daemon.cli import add_commands as add_daemon_commands
     from eowatch.models.cli import add_commands as add_model_commands
 
     parser = argparse.ArgumentParser(
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eowatch {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_daemon_commands(commands)
     add_model_commands(commands)
     return parser
 

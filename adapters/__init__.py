@@ -1,0 +1,1 @@
+"""Feed adapters: one module per feed, each run as a scheduled job."""

@@ -1,0 +1,1 @@
+"""The daemon: consumer, state, store, bus, scheduler, API and metrics."""

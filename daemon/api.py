@@ -1,0 +1,70 @@
+"""HTTP API (FastAPI; OpenAPI at /openapi.json): health, readiness, metrics, parcels, decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from eowatch import __version__
+from eowatch.models.artifact import ModelMetadata
+
+from .bus.base import Bus
+from .metrics import Metrics
+from .store.store import Store
+
+
+def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -> FastAPI:
+    app = FastAPI(title="eowatch", version=__version__,
+                  description="Early crop-type decisions and alerts from satellite feeds.")
+
+    @app.get("/healthz", summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Bus and store are reachable")
+    def readyz(response: Response) -> dict[str, Any]:
+        checks = {"store": store.ping(), "bus": bus.ping()}
+        if not all(checks.values()):
+            response.status_code = 503
+        return {"ready": all(checks.values()), **checks}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/parcels/{parcel_id}", summary="A parcel's observations, outputs and decisions")
+    def parcel(parcel_id: str) -> dict[str, Any]:
+        row = store.get_parcel(parcel_id)
+        if row is None:
+            raise HTTPException(404, f"parcel {parcel_id!r} is not registered")
+        state = store.get_state(parcel_id)
+        current = None
+        if state is not None:
+            probabilities = np.exp(np.frombuffer(state["log_probs"], np.float32))
+            current = {"season": state["season"], "observations": state["observations"],
+                       "last_acquired_at": state["last_acquired_at"],
+                       "day_of_season": state["day_of_season"],
+                       "class_probabilities": dict(zip(model.class_names,
+                                                       map(float, probabilities), strict=True))
+                       if state["observations"] else {},
+                       "p_stop": state["p_stop"], "decided": state["decided"]}
+        return {"id": parcel_id, "shard": row["shard"], "label": row["label"],
+                "season_start": row["season_start"], "source": row["source"],
+                "state": current, "decisions": store.decisions_for(parcel_id)}
+
+    @app.get("/decisions", summary="Decisions, oldest acquisition first, paged")
+    def decisions(crop: str | None = Query(None, alias="class"), feed: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+                  ) -> dict[str, Any]:
+        page = store.list_decisions(crop=crop, feed=feed, since=since, until=until,
+                                    limit=limit, offset=offset)
+        following = offset + limit if offset + limit < page.total else None
+        return {"items": page.items, "total": page.total, "limit": limit, "offset": offset,
+                "next_offset": following}
+
+    return app

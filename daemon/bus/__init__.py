@@ -1,0 +1,1 @@
+"""The bus: embedded (durable log in the store) and Kafka backends behind one interface."""

@@ -1,0 +1,166 @@
+"""The Kafka bus (kafka-python with native crc32c): acks=all producer, manual-commit consumer.
+
+Partition = shard mod partitions, so all of a shard's messages stay in order in one partition.
+The offsets that count are the ones the consumer stores with its state; on every assignment it
+seeks there. Committing to Kafka as well keeps the group's lag visible to standard tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.engine import Connection
+
+from ..store.store import Store
+from .base import Bus, BusConsumer, BusError, OutMessage, Record
+from .base import TopicPartition as TP
+
+log = logging.getLogger(__name__)
+
+
+class KafkaBus(Bus):
+    def __init__(self, bootstrap: str, store: Store, partitions: int,
+                 client_id: str = "eowatch") -> None:
+        self.bootstrap, self.store, self.partitions = bootstrap, store, partitions
+        self.client_id = client_id
+        self._producer: KafkaProducer | None = None
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
+                    linger_ms=5, retries=5, max_request_size=16 * 1024 * 1024,
+                    request_timeout_ms=15_000, max_block_ms=15_000)
+            except KafkaError as exc:
+                raise BusError(f"Kafka at {self.bootstrap} unreachable ({exc}); check "
+                               "EOWATCH_KAFKA_BOOTSTRAP and the broker") from None
+        return self._producer
+
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                     request_timeout_ms=15_000)
+        except KafkaError as exc:
+            raise BusError(f"Kafka at {self.bootstrap} unreachable ({exc})") from None
+        try:
+            existing = set(admin.list_topics())
+            new = [NewTopic(t, num_partitions=self.partitions, replication_factor=1)
+                   for t in topics if t not in existing]
+            if new:
+                admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+
+    def publish(self, topic: str, messages: Sequence[OutMessage],
+                then: Callable[[Connection], None] | None = None) -> None:
+        try:
+            futures = [self.producer.send(topic, key=m.key, value=m.value,
+                                          partition=self.partition_of(m.shard))
+                       for m in messages]
+            self.producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=30)  # raises what the broker answered
+        except KafkaError as exc:
+            raise BusError(f"Kafka did not acknowledge {len(messages)} message(s) on {topic} "
+                           f"({exc.__class__.__name__}: {exc})") from None
+        if then is not None:
+            with self.store.transaction() as conn:
+                then(conn)
+
+    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int) -> KafkaBusConsumer:
+        return KafkaBusConsumer(self, group, list(topics), max_poll_records)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.producer.bootstrap_connected())
+        except BusError:
+            return False
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+
+class _SeekToCheckpoint(ConsumerRebalanceListener):
+    def __init__(self, owner: KafkaBusConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        if self.owner.on_revoked:
+            self.owner.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        stored = self.owner.bus.store.get_offsets(self.owner.group)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                self.owner.kafka.seek_to_beginning(tp)
+            else:
+                self.owner.kafka.seek(tp, offset)
+        if self.owner.on_assigned:
+            self.owner.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaBusConsumer(BusConsumer):
+    def __init__(self, bus: KafkaBus, group: str, topics: list[str], max_poll_records: int,
+                 on_assigned: Callable[[set[TP]], None] | None = None,
+                 on_revoked: Callable[[set[TP]], None] | None = None) -> None:
+        self.bus, self.group = bus, group
+        self.on_assigned, self.on_revoked = on_assigned, on_revoked
+        try:
+            self.kafka = KafkaConsumer(
+                bootstrap_servers=bus.bootstrap, group_id=group, client_id=bus.client_id,
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                max_poll_records=max_poll_records, session_timeout_ms=10_000,
+                heartbeat_interval_ms=3_000, max_partition_fetch_bytes=16 * 1024 * 1024,
+                fetch_max_bytes=64 * 1024 * 1024)
+        except KafkaError as exc:
+            raise BusError(f"Kafka at {bus.bootstrap} unreachable ({exc})") from None
+        self.kafka.subscribe(topics, listener=_SeekToCheckpoint(self))
+
+    def assignment(self) -> set[TP]:
+        return {(tp.topic, tp.partition) for tp in self.kafka.assignment()}
+
+    def seek(self, offsets: dict[TP, int]) -> None:
+        for (topic, partition), offset in offsets.items():
+            self.kafka.seek(TopicPartition(topic, partition), offset)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        try:
+            batches = self.kafka.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise BusError(f"Kafka poll failed ({exc})") from None
+        records = [Record(tp.topic, tp.partition, m.offset, m.key, m.value)
+                   for tp, messages in batches.items() for m in messages]
+        return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        mine = self.assignment()
+        try:
+            self.kafka.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                               for (t, p), o in offsets.items() if (t, p) in mine})
+        except KafkaError as exc:  # advisory only: the store holds the real offsets
+            log.warning("Kafka offset commit failed (%s); the store's checkpoint stands", exc)
+
+    def lag(self) -> int:
+        assigned = list(self.kafka.assignment())
+        if not assigned:
+            return 0
+        try:
+            ends = self.kafka.end_offsets(assigned)
+        except KafkaError:
+            return 0
+        return sum(max(0, ends[tp] - self.kafka.position(tp)) for tp in assigned)
+
+    def close(self) -> None:
+        self.kafka.close(autocommit=False)

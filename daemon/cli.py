@@ -1,0 +1,81 @@
+"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import` and `eowatch settings`
+commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from eowatch.settings import Settings, load_settings
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="run the daemon",
+        description="Run the daemon: feeds, consumer, API and metrics. Configured by EOWATCH_* "
+                    "variables or a TOML file (see `eowatch settings`).")
+    run.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
+    run.set_defaults(handler=run_daemon)
+
+    for kind in ("parcels", "areas"):
+        group = commands.add_parser(kind, help=f"manage {kind}",
+                                    description=f"Manage {kind}.")
+        sub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+        imp = sub.add_parser("import", help=f"import {kind} from a vector file",
+                             description=f"Import {kind} from GeoJSON, GeoPackage or Shapefile "
+                             "in any CRS (stored in WGS84). Invalid or empty geometries are "
+                             "reported with their ids and skipped.")
+        imp.add_argument("file", type=Path)
+        imp.add_argument("--id-field", help="attribute holding the id (default: feature id)")
+        if kind == "parcels":
+            imp.add_argument("--label-field", help="attribute holding a known crop label")
+            imp.add_argument("--season-start-field",
+                             help="attribute holding the parcel's season start (MM-DD)")
+        else:
+            imp.add_argument("--name-field", help="attribute holding the area's name")
+        imp.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
+        imp.set_defaults(handler=run_import, kind=kind)
+
+    show = commands.add_parser("settings", help="print every setting, its variable and value",
+                               description="Print every setting with its environment variable, "
+                               "its current value and what it does.")
+    show.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
+    show.set_defaults(handler=show_settings)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config=args.config) if args.config else load_settings()
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from .service import Daemon
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Daemon(settings).run()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .parcels import area_rows, parcel_rows
+    from .store.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.resolved_store_url)
+    store.migrate()
+    if args.kind == "parcels":
+        rows, report = parcel_rows(args.file, settings.shards, args.id_field, args.label_field,
+                                   args.season_start_field)
+        store.upsert_parcels(rows)
+    else:
+        rows, report = area_rows(args.file, args.id_field, args.name_field)
+        store.upsert_areas(rows)
+    print(f"{args.kind} from {args.file}: {report.summary()}")
+    return 0
+
+
+def show_settings(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for name, info in Settings.model_fields.items():
+        print(f"EOWATCH_{name.upper():<26} = {getattr(settings, name)!s:<40} "
+              f"{info.description or ''}")
+    return 0

@@ -1,0 +1,49 @@
+"""Prometheus metrics of the daemon; the registry is injected so tests can read values."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+class Metrics:
+    """Every metric eowatch exports. No per-parcel labels: label values are bounded sets
+    (feeds, classes, reasons)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.observations = Counter("eowatch_observations_consumed_total",
+                                    "Parcel observations fed to the model", ["feed"], registry=r)
+        self.observations_skipped = Counter(
+            "eowatch_observations_skipped_total",
+            "Parcel observations not fed to the model (cloudy, duplicate, late)", ["reason"],
+            registry=r)
+        self.chunks = Counter("eowatch_chunks_consumed_total", "Observation chunks consumed",
+                              ["feed"], registry=r)
+        self.decisions = Counter("eowatch_decisions_total", "Crop decisions emitted",
+                                 ["feed", "crop", "forced"], registry=r)
+        self.step_seconds = Histogram(
+            "eowatch_model_step_seconds", "Duration of one batched model step", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self.batch_parcels = Histogram(
+            "eowatch_model_step_parcels", "Parcels in one batched model step", registry=r,
+            buckets=(1, 16, 64, 256, 1024, 4096, 16384, 65536))
+        self.consumer_lag = Gauge("eowatch_consumer_lag_messages",
+                                  "Messages behind the end of the assigned partitions",
+                                  registry=r)
+        self.feed_polls = Counter("eowatch_feed_polls_total", "Feed polls", ["feed"], registry=r)
+        self.feed_errors = Counter("eowatch_feed_errors_total", "Feed polls that failed",
+                                   ["feed", "stage"], registry=r)
+        self.feed_last_success = Gauge("eowatch_feed_last_success_timestamp_seconds",
+                                       "Unix time of the feed's last successful poll", ["feed"],
+                                       registry=r)
+        self.feed_chunks = Counter("eowatch_feed_chunks_published_total",
+                                   "Chunks a feed published", ["feed"], registry=r)
+        self.dead_letters = Counter("eowatch_dead_letters_total",
+                                    "Records sent to the dead-letter topic", ["reason"],
+                                    registry=r)
+        self.checkpoint_seconds = Histogram("eowatch_checkpoint_seconds",
+                                            "Duration of one checkpoint transaction", registry=r)
+        self.parcels_tracked = Gauge("eowatch_parcels_tracked",
+                                     "Parcels with a state in this consumer", registry=r)
+        self.build = Info("eowatch_build", "Version, model and backends", registry=r)

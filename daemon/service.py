@@ -1,0 +1,139 @@
+"""Wires settings, store, bus, model, feeds, consumer, scheduler and API into one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import torch
+import uvicorn
+
+from eowatch import __version__
+from eowatch.adapters.base import Adapter, Publisher
+from eowatch.errors import EowatchError
+from eowatch.models.artifact import load_artifact
+from eowatch.settings import Settings
+
+from . import scheduler as jobs
+from .api import create_app
+from .bus.base import Bus, BusError
+from .bus.embedded import EmbeddedBus, committed_offsets
+from .consumer import Consumer, ParcelRegistry, Processor
+from .metrics import Metrics
+from .store.store import Store
+
+log = logging.getLogger(__name__)
+TOPICS = ("observations", "decisions", "alerts", "deadletter")
+
+
+def pick_device(setting: str) -> str:
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise EowatchError(f"EOWATCH_DEVICE={setting} but torch sees no CUDA device; use auto "
+                           "or cpu")
+    return setting
+
+
+def build_bus(settings: Settings, store: Store) -> Bus:
+    if settings.bus == "kafka":
+        from .bus.kafka import KafkaBus
+        return KafkaBus(settings.kafka_bootstrap, store, settings.partitions)
+    return EmbeddedBus(store)
+
+
+def build_adapters(settings: Settings, publisher: Publisher) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    for feed in settings.feeds:
+        if feed == "simulated":
+            from eowatch.adapters.simulated import SimulatedFeed
+            adapters.append(SimulatedFeed(
+                publisher, settings.sim_parcels, settings.sim_seed, settings.shards,
+                settings.sim_days_per_second, settings.sim_start_year, settings.sim_seasons,
+                settings.sim_poll_seconds))
+        else:
+            raise EowatchError(f"EOWATCH_FEEDS names unknown feed {feed!r}; known: simulated")
+    return adapters
+
+
+class Daemon:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.stop_event = threading.Event()
+        self.store = Store(settings.resolved_store_url)
+        self.store.migrate()
+        self.bus = build_bus(settings, self.store)
+        self.topics = {name: settings.topic(name) for name in TOPICS}
+        self.bus.ensure_topics(list(self.topics.values()))
+        self.device = pick_device(settings.device)
+        self.model = load_artifact(settings.model_path, self.device)
+        self.adapters = build_adapters(settings, Publisher(self.bus, self.store,
+                                                           self.topics["observations"]))
+        for adapter in self.adapters:
+            self.model.check_bands(adapter.name, adapter.band_names)
+            register = getattr(adapter, "parcel_rows", None)
+            if register is not None:
+                self.store.upsert_parcels(register())
+        self.processor = Processor(self.model, ParcelRegistry(self.store), self.metrics,
+                                   settings.min_valid_fraction, settings.stop_threshold,
+                                   self.device)
+        self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
+                                 self.processor, self.metrics, settings.poll_max_records)
+        self.metrics.build.info({"version": __version__, "model": self.model.metadata.version,
+                                 "bus": settings.bus, "store": self.store.backend,
+                                 "device": self.device})
+        self.scheduler = jobs.build_scheduler(self.adapters, self.metrics,
+                                              settings.poll_jitter_seconds)
+        self.api = uvicorn.Server(uvicorn.Config(
+            create_app(self.store, self.bus, self.metrics, self.model.metadata),
+            host=settings.api_host, port=settings.api_port, log_level="warning",
+            access_log=False))
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        if signum is not None:
+            log.info("signal %s: finishing the chunk in flight, then exiting", signum)
+        self.stop_event.set()
+
+    def serve_api(self) -> threading.Thread:
+        thread = threading.Thread(target=self.api.run, name="api", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        api_thread = self.serve_api()
+        jobs.start(self.scheduler)
+        log.info("eowatch %s running: model %s on %s, bus %s, store %s, feeds %s, API "
+                 "http://%s:%s", __version__, self.model.metadata.version, self.device,
+                 self.settings.bus, self.store.backend, ",".join(self.settings.feeds),
+                 self.settings.api_host, self.settings.api_port)
+        last_prune = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.consumer.run_once(timeout_s=0.5)
+                except BusError as exc:
+                    log.error("bus: %s; retrying in 2 s", exc)
+                    self.stop_event.wait(2.0)
+                if isinstance(self.bus, EmbeddedBus) and time.monotonic() - last_prune > 30:
+                    self.bus.prune(committed_offsets(self.store))
+                    last_prune = time.monotonic()
+        finally:
+            self.shutdown(api_thread)
+        return 0
+
+    def shutdown(self, api_thread: threading.Thread | None = None) -> None:
+        if self.scheduler.running:  # a poll in flight commits or leaves no trace
+            self.scheduler.shutdown(wait=True)
+        self.api.should_exit = True
+        if api_thread is not None:
+            api_thread.join(timeout=5)
+        self.consumer.close()
+        self.bus.close()
+        self.store.close()
+        log.info("eowatch stopped: %s", dict(self.consumer.tally))

@@ -1,0 +1,249 @@
+"""The store: SQLite (embedded) or PostgreSQL, one interface, migrations by Alembic.
+
+Writes that must happen together (state rows, decisions, dead letters and source offsets; or
+bus messages and a feed cursor) take a Connection from ``transaction()`` and commit as one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from eowatch.errors import EowatchError
+
+from .tables import (
+    Area,
+    ConsumerOffset,
+    DeadLetter,
+    DecisionRow,
+    FeedCursor,
+    Parcel,
+    ParcelState,
+    utcnow,
+)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class StoreError(EowatchError, RuntimeError):
+    """The store cannot be reached or migrated."""
+
+
+def create_store_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")   # readers never block the writer
+            cursor.execute("PRAGMA synchronous=FULL")   # a committed checkpoint survives kill -9
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _upsert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+            keys: Sequence[str], update: bool) -> None:
+    """Insert rows; on a key conflict update the other columns (or leave the row as it is)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    if update:
+        columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+        statement = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(statement, list(rows))
+
+
+@dataclass(frozen=True)
+class DecisionPage:
+    items: list[dict[str, Any]]
+    total: int
+
+
+class Store:
+    """Typed access to the tables; every method is safe to call from any thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest migration (never drops data)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection_url"] = self.url
+        try:
+            with self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"store {self.engine.url.render_as_string(hide_password=True)} "
+                             f"unreachable ({exc.orig}); check EOWATCH_STORE_URL and that the "
+                             "database is running") from None
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # parcels and areas
+    def upsert_parcels(self, rows: Sequence[dict[str, Any]]) -> None:
+        now = utcnow()
+        with self.transaction() as conn:
+            _upsert(conn, Parcel.__table__, [{**r, "created_at": now} for r in rows], ["id"],
+                    update=True)
+
+    def upsert_areas(self, rows: Sequence[dict[str, Any]]) -> None:
+        now = utcnow()
+        with self.transaction() as conn:
+            _upsert(conn, Area.__table__, [{**r, "created_at": now} for r in rows], ["id"],
+                    update=True)
+
+    def parcel_registry(self) -> dict[str, tuple[int, str | None]]:
+        """parcel id -> (shard, season start or None)."""
+        table = Parcel.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.shard, table.c.season_start))
+            return {r.id: (r.shard, r.season_start) for r in rows}
+
+    def count(self, table: type) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table.__table__))
+                       .scalar_one())
+
+    def get_parcel(self, parcel_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(Parcel.__table__).where(
+                Parcel.__table__.c.id == parcel_id)).mappings().first()
+            return dict(row) if row else None
+
+    # feed cursors
+    def get_cursor(self, feed: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(FeedCursor.__table__.c.cursor).where(
+                FeedCursor.__table__.c.feed == feed)).scalar_one_or_none()
+        return None if text is None else json.loads(text)
+
+    @staticmethod
+    def set_cursor(conn: Connection, feed: str, cursor: dict[str, Any]) -> None:
+        _upsert(conn, FeedCursor.__table__, [{"feed": feed, "cursor": json.dumps(cursor),
+                                              "updated_at": utcnow()}], ["feed"], update=True)
+
+    # consumer checkpoints
+    def load_states(self, shards: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        table = ParcelState.__table__
+        query = sa.select(table)
+        if shards is not None:
+            query = query.where(table.c.shard.in_(list(shards)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def get_state(self, parcel_id: str) -> dict[str, Any] | None:
+        table = ParcelState.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
+                               ).mappings().first()
+            return dict(row) if row else None
+
+    @staticmethod
+    def save_states(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        _upsert(conn, ParcelState.__table__, rows, ["parcel_id"], update=True)
+
+    def get_offsets(self, group: str) -> dict[tuple[str, int], int]:
+        table = ConsumerOffset.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.group_id == group))
+            return {(r.topic, r.partition): r.next_offset for r in rows}
+
+    @staticmethod
+    def save_offsets(conn: Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        now = utcnow()
+        _upsert(conn, ConsumerOffset.__table__,
+                [{"group_id": group, "topic": t, "partition": p, "next_offset": o,
+                  "updated_at": now} for (t, p), o in offsets.items()],
+                ["group_id", "topic", "partition"], update=True)
+
+    # outputs
+    @staticmethod
+    def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert by deterministic id: a replayed decision is stored once."""
+        _upsert(conn, DecisionRow.__table__, rows, ["decision_id"], update=False)
+
+    @staticmethod
+    def insert_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        _upsert(conn, DeadLetter.__table__, rows, ["topic", "partition", "offset", "reason"],
+                update=False)
+
+    def list_decisions(self, *, crop: str | None = None, feed: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       limit: int = 100, offset: int = 0) -> DecisionPage:
+        table = DecisionRow.__table__
+        conditions = []
+        if crop:
+            conditions.append(table.c.crop == crop)
+        if feed:
+            conditions.append(table.c.feed == feed)
+        if since:
+            conditions.append(table.c.acquired_at >= since)
+        if until:
+            conditions.append(table.c.acquired_at < until)
+        where = sa.and_(sa.true(), *conditions)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)
+                                 ).scalar_one()
+            rows = conn.execute(sa.select(table).where(where)
+                                .order_by(table.c.acquired_at, table.c.decision_id)
+                                .limit(limit).offset(offset)).mappings()
+            items = [{**dict(r), "probabilities": json.loads(r["probabilities"])} for r in rows]
+        return DecisionPage(items, int(total))
+
+    def decisions_for(self, parcel_id: str) -> list[dict[str, Any]]:
+        table = DecisionRow.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
+                                .order_by(table.c.season)).mappings()
+            return [{**dict(r), "probabilities": json.loads(r["probabilities"])} for r in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        table = DeadLetter.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.reason, sa.func.count()).group_by(table.c.reason))
+            return {reason: int(n) for reason, n in rows}

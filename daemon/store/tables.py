@@ -1,0 +1,144 @@
+"""Tables of the store (SQLModel). Changes need an Alembic migration (daemon/store/migrations)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC) if dialect.name != "sqlite" else \
+            value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(nullable: bool = False, index: bool = False) -> sa.Column:
+    return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Parcel(SQLModel, table=True):
+    __tablename__ = "parcels"
+    id: str = Field(primary_key=True)
+    shard: int = Field(index=True)
+    geometry: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # GeoJSON, WGS84
+    label: str | None = None
+    season_start: str | None = None  # MM-DD; None: the model's
+    source: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class Area(SQLModel, table=True):
+    __tablename__ = "areas"
+    id: str = Field(primary_key=True)
+    name: str = ""
+    geometry: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # GeoJSON, WGS84
+    source: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class FeedCursor(SQLModel, table=True):
+    __tablename__ = "feed_cursors"
+    feed: str = Field(primary_key=True)
+    cursor: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class ParcelState(SQLModel, table=True):
+    """A parcel's recurrent state and latest outputs for its current season."""
+
+    __tablename__ = "parcel_state"
+    parcel_id: str = Field(primary_key=True)
+    shard: int = Field(index=True)
+    season: int
+    observations: int = 0
+    last_acquired_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    state: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # fp32 [L, 2, H]
+    log_probs: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # fp32 [C]
+    p_stop: float = 0.0
+    day_of_season: float = 0.0
+    acquisition_id: str = ""
+    decided: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class DecisionRow(SQLModel, table=True):
+    __tablename__ = "decisions"
+    decision_id: str = Field(primary_key=True)
+    parcel_id: str = Field(index=True)
+    season: int
+    feed: str = Field(index=True)
+    model_version: str
+    crop: str = Field(index=True)
+    probabilities: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON
+    p_stop: float
+    day_of_season: float
+    acquired_at: datetime = Field(sa_column=_time(index=True))
+    acquisition_id: str
+    observations: int
+    forced: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class AlertRow(SQLModel, table=True):
+    __tablename__ = "alerts"
+    alert_id: str = Field(primary_key=True)
+    area_id: str = Field(index=True)
+    kind: str
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class ConsumerOffset(SQLModel, table=True):
+    """Next offset to read per (group, topic, partition): the checkpoint's source position."""
+
+    __tablename__ = "consumer_offsets"
+    group_id: str = Field(primary_key=True)
+    topic: str = Field(primary_key=True)
+    partition: int = Field(primary_key=True)
+    next_offset: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class DeadLetter(SQLModel, table=True):
+    __tablename__ = "dead_letters"
+    __table_args__ = (sa.UniqueConstraint("topic", "partition", "offset", "reason"),)
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str
+    partition: int
+    offset: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    reason: str = Field(index=True)
+    detail: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    payload: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class BusMessage(SQLModel, table=True):
+    """The embedded bus: a durable, partitioned log in the store."""
+
+    __tablename__ = "bus_messages"
+    topic: str = Field(primary_key=True)
+    partition: int = Field(primary_key=True)
+    offset: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    key: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    value: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())

@@ -1,0 +1,112 @@
+"""All configuration, read once from the environment (EOWATCH_*) and an optional TOML file.
+
+Nothing else in eowatch reads os.environ: the frozen Settings object is passed in.
+Precedence: constructor arguments > environment > config file (EOWATCH_CONFIG) > defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import EowatchError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default" / \
+    "sentinel2-simulated.pt"
+
+
+class SettingsError(EowatchError, ValueError):
+    """A setting with a value eowatch cannot use; the message names it and the fix."""
+
+
+class Settings(BaseSettings):
+    """eowatch settings; each field is the variable EOWATCH_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="EOWATCH_", frozen=True, extra="forbid",
+                                      env_nested_delimiter="__")
+
+    config: Path | None = Field(None, description="TOML file with any of these settings")
+    data_dir: Path = Field(Path("var"), description="where the embedded store and logs live")
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default sqlite:///<data_dir>/eowatch.db; "
+        "postgresql+psycopg://user@host/db for PostgreSQL")
+    bus: Literal["embedded", "kafka"] = Field(
+        "embedded", description="embedded (durable in-process log in the store) or kafka")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    topic_prefix: str = Field("eowatch", description="topics are <prefix>.observations, "
+                              "<prefix>.decisions, <prefix>.alerts, <prefix>.deadletter")
+    partitions: int = Field(16, ge=1, description="partitions of each topic when created")
+    shards: int = Field(256, ge=1, description="N_SHARDS: fixed per deployment, >= partitions")
+    consumer_group: str = Field("eowatch-daemon", description="consumer group of the daemon")
+    model_path: Path = Field(DEFAULT_MODEL, description="model artifact (default: bundled)")
+    device: str = Field("auto", description="auto (cuda when present), cpu or cuda")
+    stop_threshold: float | None = Field(
+        None, gt=0, le=1, description="override the model's stopping threshold")
+    min_valid_fraction: float = Field(
+        0.5, ge=0, le=1, description="observations with fewer valid (cloud-free) pixels are skipped")
+    feeds: tuple[str, ...] = Field(("simulated",), description="enabled feeds, comma separated")
+    poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
+    sim_parcels: int = Field(2000, ge=1, description="parcels of the simulated feed")
+    sim_seed: int = Field(0, description="seed of the simulated feed")
+    sim_days_per_second: float = Field(
+        10.0, gt=0, description="simulated season days per wall-clock second")
+    sim_seasons: int = Field(0, ge=0, description="simulated seasons to play (0 = forever)")
+    sim_start_year: int = Field(2026, description="calendar year of the first simulated season")
+    sim_poll_seconds: float = Field(1.0, gt=0, description="interval of the simulated feed's job")
+    api_host: str = Field("127.0.0.1", description="HTTP API bind address")
+    api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
+    poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _split_feeds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(f.strip() for f in value.split(",") if f.strip())
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = init_settings().get("config") or env_settings().get("config")
+        if config:
+            if not Path(config).is_file():
+                raise SettingsError(f"EOWATCH_CONFIG: {config} not found; give the path of a "
+                                    "TOML file or unset the variable")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'eowatch.db'}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and config file; errors name the setting and the fix."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EOWATCH_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}. Fix the variable (or the config "
+                            "file) and start again") from None
+    if settings.shards < settings.partitions:
+        raise SettingsError(f"EOWATCH_SHARDS={settings.shards} is below EOWATCH_PARTITIONS="
+                            f"{settings.partitions}; a partition would get no shard: raise shards")
+    return settings

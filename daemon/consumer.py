@@ -49,9 +49,10 @@ class Rows:
     acquisition: np.ndarray    # [n] str
 
     @classmethod
-    def of(cls, chunk: ObservationChunk, keep: np.ndarray, processor: Processor) -> Rows:
+    def of(cls, chunk: ObservationChunk, keep: np.ndarray, positions: np.ndarray,
+           processor: Processor) -> Rows:
+        """Rows of the chunk selected by ``keep``; ``positions``: their registry positions."""
         ids = chunk.parcel_ids[keep]
-        positions = processor.registry.lookup(ids)
         season, day = processor.seasons(chunk, positions)
         n = len(ids)
         return cls(ids, processor.registry.shards[positions], chunk.values[keep],
@@ -87,10 +88,11 @@ class ParcelRegistry:
 
     def lookup(self, parcel_ids: np.ndarray) -> np.ndarray:
         """Registry position of each id (-1: unknown), refreshing once in a while on a miss."""
-        found = self.index.get_indexer(parcel_ids)
+        target = pd.Index(parcel_ids, dtype=object)  # no string-dtype inference per call
+        found = self.index.get_indexer(target)
         if (found < 0).any() and time.monotonic() - self._loaded_at > self.refresh_seconds:
             self.refresh()
-            found = self.index.get_indexer(parcel_ids)
+            found = self.index.get_indexer(target)
         return found
 
     def ids_of_shard(self, shard: int) -> np.ndarray:
@@ -145,9 +147,12 @@ class Processor:
         for wave in waves:
             self.apply_wave(wave, out)
 
-    def validate(self, chunk: ObservationChunk, record: Record, out: BatchOutput) -> np.ndarray:
-        """Mask of rows to use; unknown parcels, NaN values and wrong shards are dead-lettered."""
-        positions = self.registry.lookup(chunk.parcel_ids)
+    def validate(self, chunk: ObservationChunk, record: Record, positions: np.ndarray,
+                 out: BatchOutput) -> np.ndarray:
+        """Mask of rows to use; unknown parcels, NaN values and wrong shards are dead-lettered.
+
+        ``positions``: registry position of each of the chunk's parcels (-1: unknown).
+        """
         checks = (
             ("unknown_parcel", positions < 0, "parcel ids not registered"),
             ("nan_values", ~np.isfinite(chunk.values).all(axis=1), "non-finite band values"),
@@ -180,13 +185,17 @@ class Processor:
 
     def apply_wave(self, wave: list[tuple[Record, ObservationChunk]], out: BatchOutput) -> None:
         """One gather, one model step and one scatter for every observation of the wave."""
+        observed = [(r, c) for r, c in wave if c.kind == "observations"]
         parts = []
-        for record, chunk in wave:
-            if chunk.kind == "observations":
-                keep = self.validate(chunk, record, out)
+        if observed:
+            ids = np.concatenate([c.parcel_ids for _, c in observed])
+            bounds = np.cumsum([len(c.parcel_ids) for _, c in observed])[:-1]
+            for (record, chunk), positions in zip(observed, np.split(self.registry.lookup(ids),
+                                                                     bounds), strict=True):
+                self.metrics.chunks.labels(chunk.feed).inc()
+                keep = self.validate(chunk, record, positions, out)
                 if keep.any():
-                    self.metrics.chunks.labels(chunk.feed).inc()
-                    parts.append(Rows.of(chunk, keep, self))
+                    parts.append(Rows.of(chunk, keep, positions[keep], self))
         if parts:
             self.apply(Rows.concat(parts), out)
         for _, chunk in wave:

@@ -65,7 +65,8 @@ class StateTable:
 
     def rows(self, parcel_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
         """Row of each parcel, adding rows (zero state, no season) for unseen parcels."""
-        rows = self.index.get_indexer(parcel_ids)
+        target = pd.Index(parcel_ids, dtype=object)
+        rows = self.index.get_indexer(target)
         new = rows < 0
         if new.any():
             fresh = pd.unique(np.asarray(parcel_ids[new], dtype=object))
@@ -73,7 +74,7 @@ class StateTable:
             self._grow(start + len(fresh))
             self._ids.extend(fresh)
             self.index = pd.Index(self._ids, dtype=object)
-            rows = self.index.get_indexer(parcel_ids)
+            rows = self.index.get_indexer(target)
             self.shard[rows[new]] = shards[new]
         return rows
 

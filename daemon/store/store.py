@@ -126,15 +126,18 @@ class Store:
 
     # parcels and areas
     def upsert_parcels(self, rows: Sequence[dict[str, Any]]) -> None:
-        now = utcnow()
+        """Insert or replace parcels (id, shard, and optionally geometry, label, season_start,
+        source)."""
+        defaults = {"geometry": None, "label": None, "season_start": None, "source": "",
+                    "created_at": utcnow()}
         with self.transaction() as conn:
-            _upsert(conn, Parcel.__table__, [{**r, "created_at": now} for r in rows], ["id"],
+            _upsert(conn, Parcel.__table__, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
 
     def upsert_areas(self, rows: Sequence[dict[str, Any]]) -> None:
-        now = utcnow()
+        defaults = {"name": "", "source": "", "created_at": utcnow()}
         with self.transaction() as conn:
-            _upsert(conn, Area.__table__, [{**r, "created_at": now} for r in rows], ["id"],
+            _upsert(conn, Area.__table__, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
 
     def parcel_registry(self) -> dict[str, tuple[int, str | None]]:
@@ -209,8 +212,9 @@ class Store:
 
     @staticmethod
     def insert_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        _upsert(conn, DeadLetter.__table__, rows, ["topic", "partition", "offset", "reason"],
-                update=False)
+        now = utcnow()
+        _upsert(conn, DeadLetter.__table__, [{**r, "created_at": now} for r in rows],
+                ["topic", "partition", "offset", "reason"], update=False)
 
     def list_decisions(self, *, crop: str | None = None, feed: str | None = None,
                        since: datetime | None = None, until: datetime | None = None,

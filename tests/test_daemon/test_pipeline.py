@@ -1,0 +1,119 @@
+"""The whole pipeline, simulated feed -> bus -> consumer -> decisions, on both bus backends."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import torch
+
+from eowatch.daemon.bus.base import OutMessage
+from eowatch.daemon.messages import ObservationChunk
+from eowatch.daemon.store.tables import DeadLetter, DecisionRow
+from eowatch.models.datasets.simulator import ParcelSimulator
+from eowatch.models.metrics import predict
+
+from .pipeline import drain, make_daemon
+
+BUSES = ["embedded", "kafka"]
+
+
+@pytest.fixture(params=BUSES)
+def daemon(request, tmp_path, unique):
+    bootstrap = request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else None
+    d = make_daemon(tmp_path, request.param, unique, bootstrap)
+    yield d
+    d.shutdown()
+
+
+def test_decisions_equal_the_offline_model(daemon):
+    drain(daemon)
+    decisions = {d["parcel_id"]: d for d in daemon.store.list_decisions(limit=1000).items}
+    assert len(decisions) == 150  # one per parcel and season: stop rule or season end
+    assert {d["feed"] for d in decisions.values()} == {"simulated"}
+    assert daemon.store.count(DeadLetter) == 0
+
+    # the same season read whole by the training-time forward pass and the same stopping rule
+    series = ParcelSimulator(150, seed=0).series(min_valid_fraction=0.5)
+    offline = predict(daemon.model.model, series, daemon.model.metadata.stop_threshold)
+    names = daemon.model.metadata.class_names
+    for i in range(150):
+        d = decisions[f"sim-{i:06d}"]
+        assert d["crop"] == names[offline.predicted[i]]
+        assert d["day_of_season"] == pytest.approx(offline.stop_day[i] + 10.5 / 24, abs=1e-3)
+        assert d["forced"] == (offline.stop_step[i] == series.lengths[i] - 1
+                               and offline.p_stop[i, offline.stop_step[i]] < 0.5)
+        probs = np.exp(offline.log_probs[i, offline.stop_step[i]])
+        assert max(abs(d["probabilities"][n] - p) for n, p in zip(names, probs, strict=True)) < 1e-4
+    metrics = daemon.metrics.registry
+    assert metrics.get_sample_value("eowatch_observations_consumed_total",
+                                    {"feed": "simulated"}) == series.lengths.sum()
+    assert sum(metrics.get_sample_value("eowatch_decisions_total",
+                                        {"feed": "simulated", "crop": c, "forced": f}) or 0
+               for c in names for f in ("true", "false")) == 150
+
+
+def test_replaying_the_stream_changes_nothing(daemon):
+    drain(daemon)
+    before = daemon.store.list_decisions(limit=1000).items
+    # rewind the consumer to the start: every chunk is a duplicate or a closed season now
+    daemon.consumer.consumer.seek({tp: 0 for tp in daemon.consumer.consumer.assignment()})
+    drain(daemon)
+    assert daemon.store.list_decisions(limit=1000).items == before
+    assert daemon.store.count(DecisionRow) == 150
+
+
+def good_chunk(daemon, parcel_ids, values=None, bands=None):
+    registry = daemon.store.parcel_registry()
+    shard = registry[parcel_ids[-1]][0]
+    bands = bands or daemon.model.metadata.band_names
+    n = len(parcel_ids)
+    return ObservationChunk(
+        feed="simulated", acquisition_id="TEST", acquired_at=datetime(2026, 3, 1, tzinfo=UTC),
+        band_names=tuple(bands), shard=shard, parcel_ids=np.array(parcel_ids, dtype=object),
+        values=np.full((n, len(bands)), 0.2, np.float32) if values is None else values,
+        valid_fraction=np.ones(n, np.float32))
+
+
+def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
+    registry = daemon.store.parcel_registry()
+    shard = registry["sim-000000"][0]
+    same_shard = [p for p, (s, _) in registry.items() if s == shard][:3]
+    nan_values = np.full((len(same_shard), 13), 0.2, np.float32)
+    nan_values[1, 4] = np.nan
+    bad = [
+        OutMessage(b"1", b"not arrow at all", shard),
+        OutMessage(b"1", good_chunk(daemon, ["no-such-parcel"] + same_shard[:1]).encode(), shard),
+        OutMessage(b"1", good_chunk(daemon, same_shard, nan_values).encode(), shard),
+        OutMessage(b"1", good_chunk(daemon, same_shard, np.zeros((3, 4), np.float32),
+                                    bands=("B02", "B03", "B04", "B08")).encode(), shard),
+    ]
+    daemon.bus.publish(daemon.topics["observations"], bad)
+    drain(daemon)
+    counts = daemon.store.dead_letter_counts()
+    assert counts == {"undecodable": 1, "unknown_parcel": 1, "nan_values": 1,
+                      "band_mismatch": 1}
+    for reason in counts:
+        assert daemon.metrics.registry.get_sample_value(
+            "eowatch_dead_letters_total", {"reason": reason}) == 1
+    # the good rows of the partly bad chunks were used, and the feed's season went through
+    state = daemon.store.get_state(same_shard[0])
+    assert state is not None and state["observations"] > 1
+    assert daemon.store.count(DecisionRow) == 150
+
+
+def test_state_survives_a_restart(tmp_path, unique):
+    first = make_daemon(tmp_path, "embedded", unique, sim_seasons=1)
+    first.adapters[0].days_per_second = 0.0  # publish nothing beyond the first poll's events
+    for _ in range(3):
+        first.adapters[0].sim_day += 30
+        first.adapters[0].poll()
+        first.consumer.run_once()
+    before = first.store.get_state("sim-000001")
+    tensor_before = first.processor.table.state[first.processor.table.index.get_loc("sim-000001")]
+    first.shutdown()
+    second = make_daemon(tmp_path, "embedded", unique, sim_seasons=1)
+    table = second.processor.table
+    assert torch.equal(table.state[table.index.get_loc("sim-000001")], tensor_before)
+    assert second.store.get_state("sim-000001") == before
+    assert second.adapters[0].cursor == first.adapters[0].cursor
+    second.shutdown()

@@ -38,7 +38,7 @@ bench: setup
 # Reproduces the bundled default model (simulated Sentinel-2 parcels, seed 0).
 default-model: setup
 	$(BIN)/eowatch train simulated:5000:0 --out models/default/sentinel2-simulated.pt \
-	    --feed sentinel2 --season-start 01-01 --alpha 0.7 --epochs 40 --patience 8 \
+	    --feed sentinel2 --season-start 01-01 --alpha 0.8 --epochs 40 --patience 8 \
 	    --version sentinel2-sim-1 --no-progress
 
 clean:

@@ -7,11 +7,13 @@ Precedence: constructor arguments > environment > config file (EOWATCH_CONFIG) >
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+import pydantic_settings
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
         None, gt=0, le=1, description="override the model's stopping threshold")
     min_valid_fraction: float = Field(
         0.5, ge=0, le=1, description="observations with fewer valid (cloud-free) pixels are skipped")
-    feeds: tuple[str, ...] = Field(("simulated",), description="enabled feeds, comma separated")
+    feeds: Annotated[tuple[str, ...], NoDecode] = Field(("simulated",), description="enabled feeds, comma separated")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
     sim_parcels: int = Field(2000, ge=1, description="parcels of the simulated feed")
     sim_seed: int = Field(0, description="seed of the simulated feed")
@@ -100,6 +102,9 @@ def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and config file; errors name the setting and the fix."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
+    except pydantic_settings.SettingsError as exc:
+        raise SettingsError(f"invalid settings: {exc}; fix the variable (or the config file)"
+                            ) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"EOWATCH_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"

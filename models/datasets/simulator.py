@@ -100,6 +100,8 @@ class ParcelSimulator:
         self.sos_shift = rng.normal(0, 8, n_parcels)
         self.eos_shift = rng.normal(0, 8, n_parcels)
         self.peak_scale = rng.uniform(0.9, 1.08, n_parcels)
+        # emergence vigour varies more between fields than between winter crops
+        self.start_scale = rng.uniform(0.6, 1.4, n_parcels)
         self.soil_brightness = rng.uniform(0.75, 1.25, n_parcels)
         flood_share = np.array([c.flood_prone for c in CROPS])[self.labels]
         self.flood_prone = rng.random(n_parcels) < flood_share
@@ -122,7 +124,8 @@ class ParcelSimulator:
             p = parcels[m]
             sos, eos = crop.sos + self.sos_shift[p], crop.eos + self.eos_shift[p]
             peak = np.minimum(crop.peak * self.peak_scale[p], 0.97)
-            v = (crop.start + (peak - crop.start) * _logistic(day, sos, crop.rise)
+            start = crop.start * self.start_scale[p]
+            v = (start + (peak - start) * _logistic(day, sos, crop.rise)
                  - (peak - crop.end) * _logistic(day, eos, crop.fall))
             for cut in crop.mowing:
                 since = day - (cut + self.sos_shift[p] * 0.5)

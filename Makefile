@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# aeon only for the UCR files its wheel ships (GunPoint, ItalyPowerDemand): no code of it runs
 	$(BIN)/pip install --quiet --no-deps aeon==1.6.0
+	# kcat (Debian) reads the daemon's topics in the interoperability test
+	command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; } || \
+	    echo "kcat not installed: the Kafka interoperability test will say so"
 	touch $@
 
 run: setup

@@ -31,8 +31,8 @@ test: setup
 
 lint: setup
 	$(BIN)/pip install --quiet ruff mypy
-	$(BIN)/ruff check eowatch models tests bench
-	$(BIN)/mypy --ignore-missing-imports eowatch models
+	$(BIN)/ruff check eowatch models daemon adapters tests bench
+	$(BIN)/mypy eowatch models daemon adapters
 
 bench: setup
 	cd bench && ../$(BIN)/python step_speed.py

@@ -23,7 +23,8 @@ from eowatch.models.datasets.longformat import read_long_format
 from eowatch.models.metrics import predict
 from eowatch.models.training import TrainConfig, split_validation, train
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/matogrosso_mod13q1_7classes_1837.parquet"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_DATA = SHARED / "data" / "matogrosso_mod13q1_7classes_1837.parquet"
 RF_DATES = (4, 8, 12, 16, 23)
 
 

@@ -139,11 +139,11 @@ class Processor:
                                  f"chunk bands {list(chunk.band_names)} differ from the model's "
                                  f"{list(self.meta.band_names)}")
                 continue
-            wave = seen[chunk.shard]
+            k = seen[chunk.shard]
             seen[chunk.shard] += 1
-            if wave == len(waves):
+            if k == len(waves):
                 waves.append([])
-            waves[wave].append((record, chunk))
+            waves[k].append((record, chunk))
         for wave in waves:
             self.apply_wave(wave, out)
 
@@ -164,9 +164,9 @@ class Processor:
             bad = bad & keep
             if bad.any():
                 ids = chunk.parcel_ids[bad]
+                listed = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
                 self.dead_letter(out, record, reason,
-                                 f"{bad.sum()} {what} in {chunk.acquisition_id}: "
-                                 f"{', '.join(map(str, ids[:10]))}{' ...' if len(ids) > 10 else ''}",
+                                 f"{bad.sum()} {what} in {chunk.acquisition_id}: {listed}",
                                  with_payload=False)
                 keep &= ~bad
         return keep
@@ -268,7 +268,7 @@ class Processor:
         t.dirty.update(rows.tolist())
 
     def force_decisions(self, rows: np.ndarray, feeds: np.ndarray, out: BatchOutput) -> None:
-        """Season over: undecided parcels with at least one observation decide at their last step."""
+        """Season over: undecided parcels with an observation decide at their last step."""
         pending = ~self.table.decided[rows] & (self.table.observations[rows] > 0)
         if pending.any():
             self.decide(rows[pending], feeds[pending], forced=True, out=out)

@@ -91,7 +91,7 @@ def prepare(path: Path, id_field: str | None, polygons_only: bool = True
     duplicate[first] = False
     report.skip("a duplicate id", list(ids[duplicate & ok]))
     ok &= ~duplicate
-    keep = list(np.flatnonzero(ok))
+    keep = [int(i) for i in np.flatnonzero(ok)]
     return keep, ids, geometries, attributes, report
 
 

@@ -29,7 +29,8 @@ def poll_job(adapter: Adapter, metrics: Metrics) -> None:
     metrics.feed_last_success.labels(adapter.name).set(time.time())
 
 
-def build_scheduler(adapters: list[Adapter], metrics: Metrics, jitter_s: float) -> BackgroundScheduler:
+def build_scheduler(adapters: list[Adapter], metrics: Metrics,
+                    jitter_s: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for adapter in adapters:
         scheduler.add_job(poll_job, "interval", args=(adapter, metrics), id=adapter.name,

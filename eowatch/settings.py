@@ -53,8 +53,10 @@ class Settings(BaseSettings):
     stop_threshold: float | None = Field(
         None, gt=0, le=1, description="override the model's stopping threshold")
     min_valid_fraction: float = Field(
-        0.5, ge=0, le=1, description="observations with fewer valid (cloud-free) pixels are skipped")
-    feeds: Annotated[tuple[str, ...], NoDecode] = Field(("simulated",), description="enabled feeds, comma separated")
+        0.5, ge=0, le=1,
+        description="observations with fewer valid (cloud-free) pixels are skipped")
+    feeds: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("simulated",), description="enabled feeds, comma separated")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
     sim_parcels: int = Field(2000, ge=1, description="parcels of the simulated feed")
     sim_seed: int = Field(0, description="seed of the simulated feed")
@@ -66,7 +68,6 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("feeds", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from .datasets import load_dataset
@@ -77,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
         version=args.version or f"{data.name}-a{args.alpha:g}-s{args.seed}-{fingerprint[:8]}",
         feed=args.feed, band_names=data.band_names, class_names=data.class_names,
         band_mean=tuple(model.band_mean.tolist()), band_std=tuple(model.band_std.tolist()),
-        architecture=model.arch.to_dict(), alpha=args.alpha, epsilon=args.epsilon,
+        architecture=asdict(model.arch), alpha=args.alpha, epsilon=args.epsilon,
         stop_threshold=args.threshold, season_length_days=data.season_length_days,
         season_start=args.season_start,
         description=("trained on simulated data" if data.name.startswith("simulated") else ""),

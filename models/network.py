@@ -10,7 +10,7 @@ Two entry points share every weight and every operation, so that they agree to f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -28,9 +28,6 @@ class Architecture:
     # sigmoid(-6) ~ 0.0025: training starts by (almost) never stopping, as in the paper.
     stop_bias_init: float = -6.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class EarlyClassifier(nn.Module):
     """LSTM backbone, class log-probabilities and stopping probability at every step.
@@ -39,6 +36,10 @@ class EarlyClassifier(nn.Module):
     irregular revisits and cloud-dropped acquisitions are not read as consecutive steps.
     Normalisation lives inside the model (buffers) and travels with the artifact.
     """
+
+    band_mean: Tensor
+    band_std: Tensor
+    season_length: Tensor
 
     def __init__(
         self,

@@ -33,7 +33,8 @@ def deterministic_stop(p_stop: Tensor, lengths: Tensor, threshold: float = 0.5) 
     return first_stop(p_stop >= threshold, lengths)
 
 
-def sampled_stop(p_stop: Tensor, lengths: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def sampled_stop(p_stop: Tensor, lengths: Tensor,
+                 generator: torch.Generator | None = None) -> Tensor:
     """The paper's rule: stop ~ Bernoulli(δ_t) at each step (forced at the last); [batch]."""
     draws = torch.rand(p_stop.shape, generator=generator, device=p_stop.device)
     return first_stop(draws < p_stop, lengths)

@@ -66,7 +66,7 @@ def band_statistics(data: SeriesSet) -> tuple[torch.Tensor, torch.Tensor]:
 def split_validation(data: SeriesSet, fraction: float, seed: int) -> tuple[SeriesSet, SeriesSet]:
     """Stratified split into (train, validation)."""
     rng = np.random.default_rng(seed)
-    val = []
+    val: list[int] = []
     for label in np.unique(data.labels):
         idx = rng.permutation(np.flatnonzero(data.labels == label))
         val.extend(idx[: max(1, round(len(idx) * fraction))] if len(idx) > 1 else [])
@@ -107,8 +107,8 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
         order = torch.randperm(len(data), generator=generator).to(config.device)
         for batch in order.split(config.batch_size):
             steps = int(lengths[batch].max())
-            out = model(x[batch, :steps], days[batch, :steps])
-            parts = earliness_reward_loss(*out, labels[batch], lengths[batch],
+            log_probs, p_stop = model(x[batch, :steps], days[batch, :steps])
+            parts = earliness_reward_loss(log_probs, p_stop, labels[batch], lengths[batch],
                                           config.alpha, config.epsilon)
             optimizer.zero_grad(set_to_none=True)
             parts.loss.backward()

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..store.store import Store
-from ..store.tables import BusMessage, ConsumerOffset, utcnow
+from ..store.tables import BUS_MESSAGES, CONSUMER_OFFSETS, utcnow
 from .base import Bus, BusConsumer, OutMessage, Record, TopicPartition
 
-TABLE = BusMessage.__table__
+TABLE = BUS_MESSAGES
 
 
 class EmbeddedBus(Bus):
@@ -115,7 +115,7 @@ class EmbeddedConsumer(BusConsumer):
 
 def committed_offsets(store: Store) -> dict[str, int]:
     """topic -> the lowest next offset any group has committed (what is safe to prune)."""
-    table = ConsumerOffset.__table__
+    table = CONSUMER_OFFSETS
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(table.c.topic, sa.func.min(table.c.next_offset))
                             .group_by(table.c.topic)).all()

@@ -77,7 +77,8 @@ class KafkaBus(Bus):
             with self.store.transaction() as conn:
                 then(conn)
 
-    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int) -> KafkaBusConsumer:
+    def consumer(self, group: str, topics: Sequence[str],
+                 max_poll_records: int) -> KafkaBusConsumer:
         return KafkaBusConsumer(self, group, list(topics), max_poll_records)
 
     def ping(self) -> bool:

@@ -20,13 +20,14 @@ from sqlalchemy.engine import Connection, Engine
 from eowatch.errors import EowatchError
 
 from .tables import (
-    Area,
-    ConsumerOffset,
-    DeadLetter,
-    DecisionRow,
-    FeedCursor,
-    Parcel,
-    ParcelState,
+    AREAS,
+    CONSUMER_OFFSETS,
+    DEAD_LETTERS,
+    DECISIONS,
+    FEED_CURSORS,
+    PARCEL_STATE,
+    PARCELS,
+    table_of,
     utcnow,
 )
 
@@ -61,11 +62,10 @@ def _upsert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     """Insert rows; on a key conflict update the other columns (or leave the row as it is)."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
     if update:
         columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
         statement = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
@@ -131,48 +131,49 @@ class Store:
         defaults = {"geometry": None, "label": None, "season_start": None, "source": "",
                     "created_at": utcnow()}
         with self.transaction() as conn:
-            _upsert(conn, Parcel.__table__, [{**defaults, **r} for r in rows], ["id"],
+            _upsert(conn, PARCELS, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
 
     def upsert_areas(self, rows: Sequence[dict[str, Any]]) -> None:
         defaults = {"name": "", "source": "", "created_at": utcnow()}
         with self.transaction() as conn:
-            _upsert(conn, Area.__table__, [{**defaults, **r} for r in rows], ["id"],
+            _upsert(conn, AREAS, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
 
     def parcel_registry(self) -> dict[str, tuple[int, str | None]]:
         """parcel id -> (shard, season start or None)."""
-        table = Parcel.__table__
+        table = PARCELS
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table.c.id, table.c.shard, table.c.season_start))
             return {r.id: (r.shard, r.season_start) for r in rows}
 
-    def count(self, table: type) -> int:
+    def count(self, model: type) -> int:
+        """Rows of a table, given its SQLModel class."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table.__table__))
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table_of(model)))
                        .scalar_one())
 
     def get_parcel(self, parcel_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(Parcel.__table__).where(
-                Parcel.__table__.c.id == parcel_id)).mappings().first()
+            row = conn.execute(sa.select(PARCELS).where(
+                PARCELS.c.id == parcel_id)).mappings().first()
             return dict(row) if row else None
 
     # feed cursors
     def get_cursor(self, feed: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            text = conn.execute(sa.select(FeedCursor.__table__.c.cursor).where(
-                FeedCursor.__table__.c.feed == feed)).scalar_one_or_none()
+            text = conn.execute(sa.select(FEED_CURSORS.c.cursor).where(
+                FEED_CURSORS.c.feed == feed)).scalar_one_or_none()
         return None if text is None else json.loads(text)
 
     @staticmethod
     def set_cursor(conn: Connection, feed: str, cursor: dict[str, Any]) -> None:
-        _upsert(conn, FeedCursor.__table__, [{"feed": feed, "cursor": json.dumps(cursor),
+        _upsert(conn, FEED_CURSORS, [{"feed": feed, "cursor": json.dumps(cursor),
                                               "updated_at": utcnow()}], ["feed"], update=True)
 
     # consumer checkpoints
     def load_states(self, shards: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        table = ParcelState.__table__
+        table = PARCEL_STATE
         query = sa.select(table)
         if shards is not None:
             query = query.where(table.c.shard.in_(list(shards)))
@@ -180,7 +181,7 @@ class Store:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def get_state(self, parcel_id: str) -> dict[str, Any] | None:
-        table = ParcelState.__table__
+        table = PARCEL_STATE
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
                                ).mappings().first()
@@ -188,10 +189,10 @@ class Store:
 
     @staticmethod
     def save_states(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        _upsert(conn, ParcelState.__table__, rows, ["parcel_id"], update=True)
+        _upsert(conn, PARCEL_STATE, rows, ["parcel_id"], update=True)
 
     def get_offsets(self, group: str) -> dict[tuple[str, int], int]:
-        table = ConsumerOffset.__table__
+        table = CONSUMER_OFFSETS
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table).where(table.c.group_id == group))
             return {(r.topic, r.partition): r.next_offset for r in rows}
@@ -199,7 +200,7 @@ class Store:
     @staticmethod
     def save_offsets(conn: Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
         now = utcnow()
-        _upsert(conn, ConsumerOffset.__table__,
+        _upsert(conn, CONSUMER_OFFSETS,
                 [{"group_id": group, "topic": t, "partition": p, "next_offset": o,
                   "updated_at": now} for (t, p), o in offsets.items()],
                 ["group_id", "topic", "partition"], update=True)
@@ -208,18 +209,18 @@ class Store:
     @staticmethod
     def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert by deterministic id: a replayed decision is stored once."""
-        _upsert(conn, DecisionRow.__table__, rows, ["decision_id"], update=False)
+        _upsert(conn, DECISIONS, rows, ["decision_id"], update=False)
 
     @staticmethod
     def insert_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         now = utcnow()
-        _upsert(conn, DeadLetter.__table__, [{**r, "created_at": now} for r in rows],
+        _upsert(conn, DEAD_LETTERS, [{**r, "created_at": now} for r in rows],
                 ["topic", "partition", "offset", "reason"], update=False)
 
     def list_decisions(self, *, crop: str | None = None, feed: str | None = None,
                        since: datetime | None = None, until: datetime | None = None,
                        limit: int = 100, offset: int = 0) -> DecisionPage:
-        table = DecisionRow.__table__
+        table = DECISIONS
         conditions = []
         if crop:
             conditions.append(table.c.crop == crop)
@@ -240,14 +241,14 @@ class Store:
         return DecisionPage(items, int(total))
 
     def decisions_for(self, parcel_id: str) -> list[dict[str, Any]]:
-        table = DecisionRow.__table__
+        table = DECISIONS
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
                                 .order_by(table.c.season)).mappings()
             return [{**dict(r), "probabilities": json.loads(r["probabilities"])} for r in rows]
 
     def dead_letter_counts(self) -> dict[str, int]:
-        table = DeadLetter.__table__
+        table = DEAD_LETTERS
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table.c.reason, sa.func.count()).group_by(table.c.reason))
             return {reason: int(n) for reason, n in rows}

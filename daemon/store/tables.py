@@ -142,3 +142,14 @@ class BusMessage(SQLModel, table=True):
     key: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
     value: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a SQLModel class (what bulk statements are built on)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
+PARCELS, AREAS, FEED_CURSORS = table_of(Parcel), table_of(Area), table_of(FeedCursor)
+PARCEL_STATE, DECISIONS, ALERTS = table_of(ParcelState), table_of(DecisionRow), table_of(AlertRow)
+CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
+BUS_MESSAGES = table_of(BusMessage)

@@ -72,6 +72,9 @@ class SeriesSet:
         digest.update("\x1f".join(self.class_names + self.band_names).encode())
         return digest.hexdigest()
 
+    def _sample(self, row: int) -> str:
+        return sample_name(self.sample_ids[row])
+
     def validate(self) -> SeriesSet:
         """Raise DatasetError naming the first bad sample; return self when all is well."""
         n, steps, bands = self.values.shape
@@ -84,7 +87,7 @@ class SeriesSet:
             raise DatasetError(f"{self.name}: days/lengths do not match values [{n}, {steps}]")
         empty = np.flatnonzero(self.lengths < 1)
         if empty.size:
-            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[empty[0]])} has an empty "
+            raise DatasetError(f"{self.name}: sample {self._sample(empty[0])} has an empty "
                                "series; drop it or give it at least one observation")
         valid = np.arange(steps)[None, :] < self.lengths[:, None]
         bad_values = ~np.isfinite(self.values).all(axis=2) & valid
@@ -94,19 +97,19 @@ class SeriesSet:
             rows, cols = np.nonzero(bad)
             if rows.size:
                 raise DatasetError(
-                    f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has {what} at step "
+                    f"{self.name}: sample {self._sample(rows[0])} has {what} at step "
                     f"{cols[0]}; fill or drop that observation (cloud-masked acquisitions are "
                     "dropped, not kept as NaN)")
         # valid steps form a prefix, so a valid step's predecessor is valid (and finite) too
         order = np.diff(np.nan_to_num(self.days, nan=0.0), axis=1)
         rows, cols = np.nonzero((order <= 0) & valid[:, 1:])
         if rows.size:
-            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[rows[0]])} has dates that "
+            raise DatasetError(f"{self.name}: sample {self._sample(rows[0])} has dates that "
                                f"do not increase at step {cols[0] + 1}; sort by date and drop "
                                "duplicates")
         unknown = np.flatnonzero((self.labels < 0) | (self.labels >= len(self.class_names)))
         if unknown.size:
-            raise DatasetError(f"{self.name}: sample {sample_name(self.sample_ids[unknown[0]])} has a label "
+            raise DatasetError(f"{self.name}: sample {self._sample(unknown[0])} has a label "
                                "outside the class list")
         return self
 
@@ -117,7 +120,7 @@ class SeriesSet:
         missing = [i for i, name in enumerate(names) if name not in position]
         if missing:
             raise DatasetError(
-                f"{self.name}: sample {sample_name(self.sample_ids[missing[0]])} has label "
+                f"{self.name}: sample {self._sample(missing[0])} has label "
                 f"{names[missing[0]]!r}, which is not one of the model's classes "
                 f"{list(class_names)}; drop such samples or train a model that knows the class")
         labels = np.array([position[name] for name in names], dtype=np.int64)

@@ -43,7 +43,8 @@ def read_breizhcrops(root: str | Path, region: str, year: int = 2017,
     for path in (index_path, h5_path, mapping_path):
         if not path.is_file():
             raise DatasetError(f"BreizhCrops: {path} not found; expected the layout "
-                               "<root>/classmapping.csv and <root>/<year>/<level>/<region>.{csv,h5}")
+                               "<root>/classmapping.csv and "
+                               "<root>/<year>/<level>/<region>.{csv,h5}")
     mapping = pd.read_csv(mapping_path, index_col=0)
     missing = {"id", "classname", "code"} - set(mapping.columns)
     if missing:
@@ -64,11 +65,13 @@ def read_breizhcrops(root: str | Path, region: str, year: int = 2017,
     with h5py.File(h5_path, "r") as h5:
         for parcel_id, key in zip(index["id"], index["path"], strict=True):
             if key not in h5:
-                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} ({key}) is in the index but "
-                                   "not in the HDF5 file; the two files are from different releases")
+                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} ({key}) is in the "
+                                   "index but not in the HDF5 file; the two files are from "
+                                   "different releases")
             array = np.asarray(h5[key])
             if array.ndim != 2 or array.shape[1] != len(FILE_COLUMNS):
-                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} has shape {array.shape}, "
+                raise DatasetError(f"{h5_path}: parcel {sample_name(parcel_id)} has shape "
+                                   f"{array.shape}, "
                                    f"expected [T, {len(FILE_COLUMNS)}]")
             series.append(array[:, columns].astype(np.float32) * DN_SCALE)
             days.append(((array[:, doa_column].astype(np.int64) - season_start)

@@ -71,8 +71,8 @@ def read_long_format(
     labels_per_sample = frame.groupby("sample_id", sort=True)["label"].nunique()
     mixed = labels_per_sample[labels_per_sample > 1]
     if len(mixed):
-        raise DatasetError(f"{path}: sample {sample_name(mixed.index[0])} has more than one label; a sample "
-                           "is one parcel and one season")
+        raise DatasetError(f"{path}: sample {sample_name(mixed.index[0])} has more than one "
+                           "label; a sample is one parcel and one season")
     steps = int(counts.max())
     row_in_sample = np.arange(len(frame)) - np.repeat(first, counts)
     sample_index = np.repeat(np.arange(len(ids)), counts)
@@ -84,7 +84,8 @@ def read_long_format(
     codes, names = encode_labels(list(labels), class_names)
     unknown = np.flatnonzero(codes < 0)
     if unknown.size:
-        raise DatasetError(f"{path}: sample {sample_name(ids[unknown[0]])} has label {labels[unknown[0]]!r}, "
+        raise DatasetError(f"{path}: sample {sample_name(ids[unknown[0]])} has label "
+                           f"{labels[unknown[0]]!r}, "
                            f"which is not one of the model's classes {list(names)}; drop such "
                            "samples or train a model that knows the class")
     groups = None

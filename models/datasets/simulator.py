@@ -33,7 +33,8 @@ CLOUD = np.array([0.45, 0.46, 0.45, 0.46, 0.47, 0.48, 0.48, 0.49, 0.48, 0.40, 0.
 
 @dataclass(frozen=True)
 class Crop:
-    """Vegetation cover v(t) = start + (peak − start)·s(t; sos, rise) − (peak − end)·s(t; eos, fall)."""
+    """A crop's calendar: vegetation cover
+    v(t) = start + (peak − start)·s(t; sos, rise) − (peak − end)·s(t; eos, fall), s logistic."""
 
     name: str
     share: float        # fraction of parcels
@@ -63,7 +64,7 @@ REVISIT_DAYS = 5
 SEASON_DAYS = 365
 
 
-def _logistic(t: np.ndarray, centre: np.ndarray, width: float | np.ndarray) -> np.ndarray:
+def _logistic(t: float | np.ndarray, centre: np.ndarray, width: float | np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(t - centre) / width))
 
 

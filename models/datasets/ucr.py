@@ -30,7 +30,8 @@ def find_ucr_file(name: str, split: str) -> Path:
         if spec is None or not spec.submodule_search_locations:
             tried.append(f"{package} (not installed)")
             continue
-        path = Path(list(spec.submodule_search_locations)[0]) / layout.format(name=name, split=split)
+        root = Path(list(spec.submodule_search_locations)[0])
+        path = root / layout.format(name=name, split=split)
         if path.is_file():
             return path
         tried.append(str(path))

@@ -61,7 +61,8 @@ def test_truncated_chunk_is_a_message_error():
 
 def test_naive_time_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
-        ObservationChunk(feed="f", acquisition_id="a", acquired_at=datetime(2026, 1, 1),
+        ObservationChunk(feed="f", acquisition_id="a",
+                         acquired_at=datetime(2026, 1, 1),  # noqa: DTZ001 (the point)
                          band_names=("B02",), shard=0, parcel_ids=np.array(["p"], dtype=object),
                          values=np.zeros((1, 1), np.float32),
                          valid_fraction=np.ones(1, np.float32))

@@ -52,7 +52,8 @@ def long_frame(n_samples=4, n_dates=5, bands=("NDVI", "EVI")):
             row = {"sample_id": s, "label": ["soy", "cerrado"][s % 2],
                    "longitude": -55.0 + (s // 2) * 0.1, "latitude": -12.0,
                    "start_date": "2013-09-01", "end_date": "2014-08-31",
-                   "date": (pd.Timestamp("2013-09-14") + pd.Timedelta(days=16 * d)).date().isoformat()}
+                   "date": (pd.Timestamp("2013-09-14")
+                            + pd.Timedelta(days=16 * d)).date().isoformat()}
             row.update({b: 0.1 * s + 0.01 * d + i for i, b in enumerate(bands)})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -120,13 +121,14 @@ def write_breizhcrops(root, year=2017, level="L1C", region="frh04"):
                  ).to_csv(root / "classmapping.csv")
     index = pd.DataFrame({"idx": [0, 1, 2, 3], "id": [101, 102, 103, 104],
                           "CODE_CULTU": ["BTH", "MIS", "XXX", "ORH"],
-                          "path": [f"{year}/{level}/{region}/{i}.csv" for i in (101, 102, 103, 104)],
+                          "path": [f"{year}/{level}/{region}/{i}.csv"
+                                   for i in (101, 102, 103, 104)],
                           "meanQA60": [0, 0, 0, 0], "sequencelength": [3, 2, 2, 4]})
     index.to_csv(folder / f"{region}.csv", index=False)
     with h5py.File(folder / f"{region}.h5", "w") as h5:
         for pid, key, n in zip(index.id, index.path, index.sequencelength, strict=True):
             array = np.zeros((n, len(FILE_COLUMNS)))
-            for j, column in enumerate(FILE_COLUMNS[:13]):
+            for j in range(13):
                 array[:, j] = 1000 + 10 * j + pid  # DN, distinct per band
             doa = pd.date_range(f"{year}-01-11", periods=n, freq="10D")
             array[:, FILE_COLUMNS.index("doa")] = doa.as_unit("ns").asi8
@@ -145,7 +147,8 @@ def test_breizhcrops_layout(tmp_path):
     assert data.values[0, 0, S2_BANDS.index("B02")] == pytest.approx(0.1141)
     assert data.values[0, 0, S2_BANDS.index("B10")] == pytest.approx(0.1111)
     assert data.days[0, :3].tolist() == [10, 20, 30]
-    assert load_dataset(f"breizhcrops:{tmp_path}:frh04:2017:L1C").sample_ids.tolist() == [101, 102, 104]
+    spec = f"breizhcrops:{tmp_path}:frh04:2017:L1C"
+    assert load_dataset(spec).sample_ids.tolist() == [101, 102, 104]
 
 
 def test_breizhcrops_missing_files_name_the_layout(tmp_path):

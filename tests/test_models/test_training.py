@@ -38,7 +38,8 @@ def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
     assert loaded.metadata.description == "trained on simulated data"
     assert len(loaded.metadata.training["data_sha256"]) == 64
     capsys.readouterr()
-    assert main(["evaluate", str(model), "simulated:100:5", "--plots", str(tmp_path / "plots")]) == 0
+    plots = str(tmp_path / "plots")
+    assert main(["evaluate", str(model), "simulated:100:5", "--plots", plots]) == 0
     report = capsys.readouterr().out
     for word in ("accuracy", "kappa", "macro_f1", "earliness", "harmonic_mean", "maize"):
         assert word in report

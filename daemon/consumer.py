@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,9 @@ class Processor:
 
     def __init__(self, loaded: LoadedModel, registry: ParcelRegistry, metrics: Metrics,
                  min_valid_fraction: float, stop_threshold: float | None = None,
-                 device: str = "cpu", state_dtype: torch.dtype = torch.float32) -> None:
+                 device: str = "cpu", state_dtype: torch.dtype = torch.float32,
+                 load_states: Callable[[list[int]], list[dict[str, Any]]] | None = None,
+                 budget_bytes: int | None = None) -> None:
         self.model, self.meta = loaded.model, loaded.metadata
         self.registry, self.metrics = registry, metrics
         self.min_valid_fraction = min_valid_fraction
@@ -113,6 +116,49 @@ class Processor:
         self.device = torch.device(device)
         self.table = StateTable(self.model.state_shape, len(self.meta.class_names), self.device,
                                 state_dtype)
+        self.load_states = load_states or (lambda shards: [])
+        self.budget_rows = None if budget_bytes is None else budget_bytes // \
+            self.table.bytes_per_row
+        self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
+
+    def ensure_shards(self, shards: Iterable[int]) -> None:
+        """Load shards from their checkpoints, with a row for every registered parcel."""
+        now = time.monotonic()
+        missing = [int(s) for s in shards if int(s) not in self.loaded]
+        for s in shards:
+            self.loaded[int(s)] = now
+        if not missing:
+            return
+        started = time.perf_counter()
+        mask = np.isin(self.registry.shards, missing)
+        self.table.add(np.asarray(self.registry.index[mask], dtype=object),
+                       self.registry.shards[mask])
+        self.table.load_records(self.load_states(missing))
+        self.metrics.shard_loads.inc(len(missing))
+        self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
+        self.metrics.parcels_tracked.set(len(self.table))
+
+    def drop_shards(self, shards: Iterable[int]) -> None:
+        shards = [s for s in shards if s in self.loaded]
+        for s in shards:
+            del self.loaded[s]
+        self.table.drop_shards(shards)
+        self.metrics.parcels_tracked.set(len(self.table))
+
+    def over_budget(self) -> list[int]:
+        """Least recently used clean shards to page out so the table fits the budget."""
+        if self.budget_rows is None or len(self.table) <= self.budget_rows:
+            return []
+        dirty = self.table.dirty_shards()
+        sizes = np.bincount(self.table.shard[self.table.live])
+        excess, victims = len(self.table) - int(self.budget_rows * 0.9), []
+        for shard in sorted(self.loaded, key=self.loaded.__getitem__):
+            if excess <= 0:
+                break
+            if shard not in dirty:
+                victims.append(shard)
+                excess -= int(sizes[shard]) if shard < len(sizes) else 0
+        return victims
 
     def dead_letter(self, out: BatchOutput, record: Record, reason: str, detail: str,
                     with_payload: bool = True) -> None:
@@ -206,7 +252,8 @@ class Processor:
         t = self.table
         cloudy = rows_in.valid_fraction < self.min_valid_fraction
         self.metrics.observations_skipped.labels("cloudy").inc(int(cloudy.sum()))
-        rows = t.rows(rows_in.parcel_ids, rows_in.shards)
+        self.ensure_shards(np.unique(rows_in.shards))
+        rows = t.add(rows_in.parcel_ids, rows_in.shards)
         # a parcel's first observation of a later season closes the previous one, cloudy or not
         newer = rows_in.season > t.season[rows]
         if newer.any():
@@ -274,49 +321,90 @@ class Processor:
             self.decide(rows[pending], feeds[pending], forced=True, out=out)
 
     def close_season(self, chunk: ObservationChunk, out: BatchOutput) -> None:
+        self.ensure_shards([chunk.shard])
         rows = self.table.rows_of_shard(chunk.shard)
         rows = rows[self.table.season[rows] == chunk.season]
         self.force_decisions(rows, np.full(len(rows), chunk.feed, dtype=object), out)
 
 
 class Consumer:
-    """Polls the bus, runs the Processor, and checkpoints state, outputs and offsets together."""
+    """Polls the bus, runs the Processor, publishes decisions, and checkpoints.
 
-    def __init__(self, settings_topic: dict[str, str], group: str, bus: Bus, store: Store,
-                 processor: Processor, metrics: Metrics, max_poll_records: int = 64) -> None:
-        self.topics, self.group = settings_topic, group
+    A checkpoint (every ``checkpoint_seconds`` or ``checkpoint_chunks``, and before partitions
+    are revoked) is one store transaction with the changed state rows, the decisions and dead
+    letters since the last one, and the source offsets. Decisions go to their topic as soon as
+    they are made; a replay after a crash re-publishes them with the same ids.
+    """
+
+    def __init__(self, topics: dict[str, str], group: str, bus: Bus, store: Store,
+                 processor: Processor, metrics: Metrics, shards: int,
+                 max_poll_records: int = 512, checkpoint_seconds: float = 1.0,
+                 checkpoint_chunks: int = 2000) -> None:
+        self.topics, self.group, self.shards = topics, group, shards
         self.bus, self.store, self.processor, self.metrics = bus, store, processor, metrics
         self.max_poll_records = max_poll_records
-        self.processor.table.load_records(store.load_states())
-        self.metrics.parcels_tracked.set(len(self.processor.table))
-        self.consumer: BusConsumer = bus.consumer(group, [self.topics["observations"]],
-                                                  max_poll_records)
-        stored = store.get_offsets(group)
-        self.consumer.seek({tp: o for tp, o in stored.items()
-                            if tp[0] == self.topics["observations"]})
+        self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
+        self.pending = BatchOutput()
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.tally: Tally[str] = Tally()
+        self.consumer: BusConsumer = bus.consumer(
+            group, [self.topics["observations"]], max_poll_records,
+            on_assigned=self.on_assigned, on_revoked=self.on_revoked)
+
+    def shards_of(self, partitions: Iterable[tuple[str, int]]) -> list[int]:
+        parts = {p for _, p in partitions}
+        return [s for s in range(self.shards) if self.bus.partition_of(s) in parts]
+
+    def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """Load the shards of newly assigned partitions from their checkpoints (the bus has
+        already sought to the checkpoint's offsets)."""
+        started = time.perf_counter()
+        shards = self.shards_of(partitions)
+        self.processor.ensure_shards(shards)
+        seconds = time.perf_counter() - started
+        self.metrics.handovers.labels("assigned").inc(len(partitions))
+        self.metrics.partitions_assigned.set(len(self.consumer_assignment(partitions)))
+        self.metrics.handover_seconds.observe(seconds)
+        log.info("assigned %d partition(s), %d shard(s): %d parcels in memory, loaded in %.2f s",
+                 len(partitions), len(shards), len(self.processor.table), seconds)
+
+    def consumer_assignment(self, assigned: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """The full assignment (the hook may run before ``self.consumer`` is set)."""
+        consumer = getattr(self, "consumer", None)
+        return consumer.assignment() | assigned if consumer is not None else assigned
+
+    def on_revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """Checkpoint, then forget the shards of the revoked partitions."""
+        started = time.perf_counter()
+        self.checkpoint()
+        self.processor.drop_shards(self.shards_of(partitions))
+        self.metrics.handovers.labels("revoked").inc(len(partitions))
+        self.metrics.partitions_assigned.set(0)
+        log.info("revoked %d partition(s) after a checkpoint in %.2f s", len(partitions),
+                 time.perf_counter() - started)
 
     def run_once(self, timeout_s: float = 0.5) -> int:
-        """Poll, process and checkpoint one batch; returns the number of records handled."""
+        """Poll and process one batch, checkpointing when due; returns the records handled."""
         records = self.consumer.poll(self.max_poll_records, timeout_s)
-        if not records:
-            self.metrics.consumer_lag.set(self.consumer.lag())
-            return 0
-        out = BatchOutput()
-        self.processor.process(records, out)
-        offsets: dict[tuple[str, int], int] = {}
-        for r in records:
-            offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0),
-                                                  r.offset + 1)
-        self.checkpoint(out, offsets)
+        if records:
+            out = BatchOutput()
+            self.processor.process(records, out)
+            self.publish(out)
+            for r in records:
+                key = (r.topic, r.partition)
+                self.offsets[key] = max(self.offsets.get(key, 0), r.offset + 1)
+            self.chunks_since += len(records)
+            self.tally.update(decisions=len(out.decisions), records=len(records))
+        if self.chunks_since and (self.chunks_since >= self.checkpoint_chunks
+                                  or time.monotonic() - self.last_checkpoint
+                                  >= self.checkpoint_seconds):
+            self.checkpoint()
+            self.page_out()
         self.metrics.consumer_lag.set(self.consumer.lag())
-        self.tally.update(decisions=len(out.decisions), records=len(records))
         return len(records)
 
-    def checkpoint(self, out: BatchOutput, offsets: dict[tuple[str, int], int]) -> None:
-        """Outputs to their topics first (deterministic ids make a replay harmless), then one
-        store transaction with state rows, decisions, dead letters and source offsets."""
-        started = time.perf_counter()
+    def publish(self, out: BatchOutput) -> None:
         if out.decisions:
             self.bus.publish(self.topics["decisions"], [
                 OutMessage(d.parcel_id.encode(), d.encode(), self._shard(d.parcel_id))
@@ -326,22 +414,39 @@ class Consumer:
                 OutMessage(f"{d['topic']}:{d['partition']}:{d['offset']}".encode(),
                            json.dumps({k: v for k, v in d.items() if k != "payload"}).encode(),
                            d["partition"]) for d in out.dead_letters])
+        self.pending.decisions += out.decisions
+        self.pending.dead_letters += out.dead_letters
+
+    def checkpoint(self) -> None:
+        """One store transaction: changed state rows, decisions, dead letters, offsets."""
+        if not self.offsets and not self.processor.table.dirty:
+            return
+        started = time.perf_counter()
         table = self.processor.table
         with self.store.transaction() as conn:
             self.store.save_states(conn, table.to_records(table.dirty))
-            self.store.insert_decisions(conn, [decision_row(d) for d in out.decisions])
-            self.store.insert_dead_letters(conn, out.dead_letters)
-            self.store.save_offsets(conn, self.group, offsets)
+            self.store.insert_decisions(conn, [decision_row(d) for d in self.pending.decisions])
+            self.store.insert_dead_letters(conn, self.pending.dead_letters)
+            self.store.save_offsets(conn, self.group, self.offsets)
         table.dirty.clear()
-        self.consumer.commit(offsets)
-        self.metrics.parcels_tracked.set(len(table))
+        self.consumer.commit(self.offsets)
+        self.pending, self.offsets = BatchOutput(), {}
+        self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+
+    def page_out(self) -> None:
+        """Drop least recently used (clean) shards while the state exceeds its budget."""
+        victims = self.processor.over_budget()
+        if victims:
+            self.processor.drop_shards(victims)
+            self.metrics.shard_evictions.inc(len(victims))
 
     def _shard(self, parcel_id: str) -> int:
         position = self.processor.registry.lookup(np.array([parcel_id], dtype=object))[0]
         return int(self.processor.registry.shards[position]) if position >= 0 else 0
 
     def close(self) -> None:
+        self.checkpoint()
         self.consumer.close()
 
 

@@ -46,4 +46,20 @@ class Metrics:
                                             "Duration of one checkpoint transaction", registry=r)
         self.parcels_tracked = Gauge("eowatch_parcels_tracked",
                                      "Parcels with a state in this consumer", registry=r)
+        self.handovers = Counter("eowatch_partition_handovers_total",
+                                 "Partitions assigned to or revoked from this consumer",
+                                 ["event"], registry=r)
+        self.partitions_assigned = Gauge("eowatch_partitions_assigned",
+                                         "Partitions this consumer owns", registry=r)
+        self.handover_seconds = Histogram("eowatch_handover_seconds",
+                                          "Time to load the checkpoints of assigned partitions",
+                                          registry=r)
+        self.shard_loads = Counter("eowatch_shard_loads_total",
+                                   "Shards loaded from their checkpoints", registry=r)
+        self.shard_load_seconds = Histogram("eowatch_shard_load_seconds",
+                                            "Duration of loading shards from the store",
+                                            registry=r)
+        self.shard_evictions = Counter("eowatch_shard_evictions_total",
+                                       "Shards paged out to keep state within its budget",
+                                       registry=r)
         self.build = Info("eowatch_build", "Version, model and backends", registry=r)

@@ -78,11 +78,15 @@ class Daemon:
             register = getattr(adapter, "parcel_rows", None)
             if register is not None:
                 self.store.upsert_parcels(register())
-        self.processor = Processor(self.model, ParcelRegistry(self.store), self.metrics,
-                                   settings.min_valid_fraction, settings.stop_threshold,
-                                   self.device)
+        self.processor = Processor(
+            self.model, ParcelRegistry(self.store), self.metrics, settings.min_valid_fraction,
+            settings.stop_threshold, self.device,
+            torch.float16 if settings.state_dtype == "float16" else torch.float32,
+            load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes)
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
-                                 self.processor, self.metrics, settings.poll_max_records)
+                                 self.processor, self.metrics, settings.shards,
+                                 settings.poll_max_records, settings.checkpoint_seconds,
+                                 settings.checkpoint_chunks)
         self.metrics.build.info({"version": __version__, "model": self.model.metadata.version,
                                  "bus": settings.bus, "store": self.store.backend,
                                  "device": self.device})

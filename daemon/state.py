@@ -1,6 +1,8 @@
 """Per-parcel recurrent state as dense tensors with a parcel -> row index.
 
-One gather, one batched model step and one scatter per chunk: no per-parcel Python objects.
+One gather, one batched model step and one scatter per micro-batch: no per-parcel Python
+objects. Rows belong to shards; a shard is loaded as a whole (from its checkpoint) and dropped
+as a whole (on partition revocation, or when the memory budget pages it out).
 """
 
 from __future__ import annotations
@@ -14,69 +16,117 @@ import torch
 
 from .store.tables import utcnow
 
+# numpy arrays kept per row, with the value of a fresh row
+COLUMNS: dict[str, tuple[Any, Any]] = {
+    "p_stop": (np.float32, 0.0), "day": (np.float32, 0.0), "season": (np.int64, -1),
+    "shard": (np.int64, -1), "observations": (np.int64, 0), "last_time": (np.float64, -np.inf),
+    "decided": (bool, False), "acquisition": (object, None), "ids": (object, None),
+}
+
 
 class StateTable:
-    """Rows of [layers, 2, hidden] state, plus the outputs and bookkeeping of each parcel.
+    """Rows of [layers, 2, hidden] state plus each parcel's outputs and bookkeeping.
 
-    Arrays grow by doubling; ``dirty`` holds the rows changed since the last checkpoint.
+    Arrays grow by doubling and reuse the rows of dropped shards; ``dirty`` holds the rows
+    changed since the last checkpoint.
     """
+
+    p_stop: np.ndarray
+    day: np.ndarray
+    season: np.ndarray
+    shard: np.ndarray
+    observations: np.ndarray
+    last_time: np.ndarray
+    decided: np.ndarray
+    acquisition: np.ndarray
+    ids: np.ndarray
 
     def __init__(self, state_shape: tuple[int, int, int], n_classes: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  capacity: int = 1024) -> None:
         self.state_shape, self.n_classes = state_shape, n_classes
         self.device, self.dtype = torch.device(device), dtype
-        self.index = pd.Index([], dtype=object)
-        self._ids: list[str] = []
         self.state = torch.zeros((capacity, *state_shape), device=self.device, dtype=dtype)
         self.log_probs = np.zeros((capacity, n_classes), np.float32)
-        self.p_stop = np.zeros(capacity, np.float32)
-        self.day = np.zeros(capacity, np.float32)
-        self.season = np.full(capacity, -1, np.int64)
-        self.shard = np.zeros(capacity, np.int64)
-        self.observations = np.zeros(capacity, np.int64)
-        self.last_time = np.full(capacity, -np.inf)  # unix seconds of the last observation
-        self.decided = np.zeros(capacity, bool)
-        self.acquisition = np.empty(capacity, object)
+        for name, (dtype_, fill) in COLUMNS.items():
+            setattr(self, name, np.full(capacity, fill, dtype=dtype_))
+        self.free = list(range(capacity - 1, -1, -1))  # a stack: low rows first
         self.dirty: set[int] = set()
+        self._reindex()
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.index)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.state.shape[0])
 
     @property
     def bytes_per_parcel(self) -> int:
+        """Bytes of recurrent state per parcel (the tensor row alone)."""
         return int(np.prod(self.state_shape)) * self.state.element_size()
 
+    @property
+    def bytes_per_row(self) -> int:
+        """Bytes a parcel costs in memory: state, outputs and bookkeeping."""
+        return self.bytes_per_parcel + 4 * self.n_classes + 4 + 4 + 8 + 8 + 8 + 8 + 1 + 16
+
+    def _reindex(self) -> None:
+        self.live = np.flatnonzero(self.shard >= 0)
+        self.index = pd.Index(self.ids[self.live], dtype=object)
+
     def _grow(self, needed: int) -> None:
-        capacity = self.state.shape[0]
-        if needed <= capacity:
+        capacity = self.capacity
+        if needed <= len(self.free):
             return
-        new = max(needed, capacity * 2)
+        new = max(capacity * 2, capacity + needed - len(self.free))
         grown = torch.zeros((new, *self.state_shape), device=self.device, dtype=self.dtype)
         grown[:capacity] = self.state
         self.state = grown
-        for name, fill in (("log_probs", 0), ("p_stop", 0), ("day", 0), ("season", -1),
-                           ("shard", 0), ("observations", 0), ("last_time", -np.inf),
-                           ("decided", False), ("acquisition", None)):
-            old = getattr(self, name)
-            arr = np.full((new, *old.shape[1:]), fill, dtype=old.dtype)
-            arr[:capacity] = old
+        log_probs = np.zeros((new, self.n_classes), np.float32)
+        log_probs[:capacity] = self.log_probs
+        self.log_probs = log_probs
+        for name, (dtype_, fill) in COLUMNS.items():
+            arr = np.full(new, fill, dtype=dtype_)
+            arr[:capacity] = getattr(self, name)
             setattr(self, name, arr)
+        self.free = list(range(new - 1, capacity - 1, -1)) + self.free
 
-    def rows(self, parcel_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
-        """Row of each parcel, adding rows (zero state, no season) for unseen parcels."""
-        target = pd.Index(parcel_ids, dtype=object)
-        rows = self.index.get_indexer(target)
+    def lookup(self, parcel_ids: np.ndarray) -> np.ndarray:
+        """Row of each parcel, -1 for parcels without a row."""
+        if len(self.live) == 0:
+            return np.full(len(parcel_ids), -1, np.int64)
+        found = self.index.get_indexer(pd.Index(parcel_ids, dtype=object))
+        return np.where(found >= 0, self.live[np.maximum(found, 0)], -1)
+
+    def add(self, parcel_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
+        """Fresh rows (zero state, no season) for parcels that have none; returns all rows."""
+        rows = self.lookup(parcel_ids)
         new = rows < 0
         if new.any():
-            fresh = pd.unique(np.asarray(parcel_ids[new], dtype=object))
-            start = len(self._ids)
-            self._grow(start + len(fresh))
-            self._ids.extend(fresh)
-            self.index = pd.Index(self._ids, dtype=object)
-            rows = self.index.get_indexer(target)
-            self.shard[rows[new]] = shards[new]
+            fresh, first = np.unique(np.asarray(parcel_ids[new], dtype=object),
+                                     return_index=True)
+            self._grow(len(fresh))
+            taken = np.array([self.free.pop() for _ in range(len(fresh))], dtype=np.int64)
+            self.ids[taken] = fresh
+            self.shard[taken] = shards[new][first]
+            self._reindex()
+            rows = self.lookup(parcel_ids)
         return rows
+
+    def drop_shards(self, shards: Iterable[int]) -> int:
+        """Forget every row of these shards (checkpoint them first); returns rows freed."""
+        rows = np.flatnonzero(np.isin(self.shard, list(shards)))
+        if rows.size == 0:
+            return 0
+        self.state[torch.as_tensor(rows, device=self.device)] = 0
+        self.log_probs[rows] = 0
+        for name, (_, fill) in COLUMNS.items():
+            getattr(self, name)[rows] = fill
+        self.dirty.difference_update(rows.tolist())
+        self.free.extend(sorted(rows.tolist(), reverse=True))
+        self._reindex()
+        return int(rows.size)
 
     def reset(self, rows: np.ndarray, season: np.ndarray) -> None:
         """Start a new season on these rows."""
@@ -91,13 +141,16 @@ class StateTable:
         self.dirty.update(rows.tolist())
 
     def parcel_id(self, row: int) -> str:
-        return self._ids[row]
+        return str(self.ids[row])
 
     def rows_of_shard(self, shard: int) -> np.ndarray:
-        return np.flatnonzero(self.shard[: len(self._ids)] == shard)
+        return np.flatnonzero(self.shard == shard)
+
+    def dirty_shards(self) -> set[int]:
+        return set(self.shard[list(self.dirty)].tolist()) if self.dirty else set()
 
     def to_records(self, rows: Iterable[int]) -> list[dict[str, Any]]:
-        """Store rows for a checkpoint."""
+        """Store rows for a checkpoint (copies: the table may change while they are written)."""
         rows = sorted(rows)
         if not rows:
             return []
@@ -107,7 +160,7 @@ class StateTable:
         for i, row in enumerate(rows):
             last = self.last_time[row]
             records.append({
-                "parcel_id": self._ids[row], "shard": int(self.shard[row]),
+                "parcel_id": self.ids[row], "shard": int(self.shard[row]),
                 "season": int(self.season[row]), "observations": int(self.observations[row]),
                 "last_acquired_at": None if not np.isfinite(last) else
                 pd.Timestamp(last, unit="s", tz="UTC").to_pydatetime(),
@@ -122,13 +175,13 @@ class StateTable:
         if not records:
             return
         ids = np.array([r["parcel_id"] for r in records], dtype=object)
-        rows = self.rows(ids, np.array([r["shard"] for r in records], np.int64))
-        states = np.stack([np.frombuffer(r["state"], np.float32).reshape(self.state_shape)
-                           for r in records])
+        rows = self.add(ids, np.array([r["shard"] for r in records], np.int64))
+        states = np.frombuffer(b"".join(r["state"] for r in records), np.float32).reshape(
+            len(records), *self.state_shape)
         self.state[torch.as_tensor(rows, device=self.device)] = torch.as_tensor(
-            states, device=self.device, dtype=self.dtype)
-        self.log_probs[rows] = np.stack([np.frombuffer(r["log_probs"], np.float32)
-                                         for r in records])
+            states, device=self.device).to(self.dtype)
+        self.log_probs[rows] = np.frombuffer(b"".join(r["log_probs"] for r in records),
+                                             np.float32).reshape(len(records), -1)
         self.p_stop[rows] = [r["p_stop"] for r in records]
         self.day[rows] = [r["day_of_season"] for r in records]
         self.season[rows] = [r["season"] for r in records]

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from eowatch.errors import EowatchError
 
 TopicPartition = tuple[str, int]
+PartitionHook = Callable[[set[TopicPartition]], None]
 
 
 class BusError(EowatchError, RuntimeError):
@@ -77,7 +78,11 @@ class Bus(ABC):
         """
 
     @abstractmethod
-    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int) -> BusConsumer: ...
+    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int,
+                 on_assigned: PartitionHook | None = None,
+                 on_revoked: PartitionHook | None = None) -> BusConsumer:
+        """A group member. ``on_assigned`` runs when partitions arrive (after the consumer has
+        sought to their stored offsets); ``on_revoked`` before they leave."""
 
     @abstractmethod
     def ping(self) -> bool: ...

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..store.store import Store
 from ..store.tables import BUS_MESSAGES, CONSUMER_OFFSETS, utcnow
-from .base import Bus, BusConsumer, OutMessage, Record, TopicPartition
+from .base import Bus, BusConsumer, OutMessage, PartitionHook, Record, TopicPartition
 
 TABLE = BUS_MESSAGES
 
@@ -45,9 +45,10 @@ class EmbeddedBus(Bus):
             if then is not None:
                 then(conn)
 
-    def consumer(self, group: str, topics: Sequence[str],
-                 max_poll_records: int) -> EmbeddedConsumer:
-        return EmbeddedConsumer(self, group, list(topics))
+    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int,
+                 on_assigned: PartitionHook | None = None,
+                 on_revoked: PartitionHook | None = None) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, group, list(topics), on_assigned)
 
     def ping(self) -> bool:
         return self.store.ping()
@@ -71,10 +72,12 @@ class EmbeddedBus(Bus):
 
 
 class EmbeddedConsumer(BusConsumer):
-    def __init__(self, bus: EmbeddedBus, group: str, topics: list[str]) -> None:
+    def __init__(self, bus: EmbeddedBus, group: str, topics: list[str],
+                 on_assigned: PartitionHook | None = None) -> None:
         self.bus, self.group, self.topics = bus, group, topics
         offsets = bus.store.get_offsets(group)
         self.position = {(t, 0): offsets.get((t, 0), 0) for t in topics}
+        self._on_assigned = on_assigned  # the only member: every partition, on first poll
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.position)
@@ -83,6 +86,9 @@ class EmbeddedConsumer(BusConsumer):
         self.position.update({tp: o for tp, o in offsets.items() if tp in self.position})
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._on_assigned is not None:
+            hook, self._on_assigned = self._on_assigned, None
+            hook(set(self.position))
         records: list[Record] = []
         with self.bus.store.engine.connect() as conn:
             for (topic, partition), start in self.position.items():

@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import Connection
 
 from ..store.store import Store
-from .base import Bus, BusConsumer, BusError, OutMessage, Record
+from .base import Bus, BusConsumer, BusError, OutMessage, PartitionHook, Record
 from .base import TopicPartition as TP
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,11 @@ class KafkaBus(Bus):
             with self.store.transaction() as conn:
                 then(conn)
 
-    def consumer(self, group: str, topics: Sequence[str],
-                 max_poll_records: int) -> KafkaBusConsumer:
-        return KafkaBusConsumer(self, group, list(topics), max_poll_records)
+    def consumer(self, group: str, topics: Sequence[str], max_poll_records: int,
+                 on_assigned: PartitionHook | None = None,
+                 on_revoked: PartitionHook | None = None) -> KafkaBusConsumer:
+        return KafkaBusConsumer(self, group, list(topics), max_poll_records, on_assigned,
+                                on_revoked)
 
     def ping(self) -> bool:
         try:
@@ -114,8 +116,8 @@ class _SeekToCheckpoint(ConsumerRebalanceListener):
 
 class KafkaBusConsumer(BusConsumer):
     def __init__(self, bus: KafkaBus, group: str, topics: list[str], max_poll_records: int,
-                 on_assigned: Callable[[set[TP]], None] | None = None,
-                 on_revoked: Callable[[set[TP]], None] | None = None) -> None:
+                 on_assigned: PartitionHook | None = None,
+                 on_revoked: PartitionHook | None = None) -> None:
         self.bus, self.group = bus, group
         self.on_assigned, self.on_revoked = on_assigned, on_revoked
         try:

@@ -31,5 +31,27 @@ def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
         idle = idle + 1 if handled == 0 and finished else 0
         consumer = daemon.consumer.consumer
         if idle >= 3 and consumer.assignment() and consumer.lag() == 0:
+            daemon.consumer.checkpoint()  # what a running daemon does within a second
             return
     raise TimeoutError("pipeline did not drain")
+
+
+def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, float]]:
+    """What the bundled model decides for each simulated parcel when it reads the whole season
+    at once (training-time forward pass + the deterministic stopping rule): parcel -> (class,
+    day of season). The simulated feed stamps acquisitions at 10:30 UTC, so days shift by that."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from eowatch.models.artifact import load_artifact
+    from eowatch.models.datasets.simulator import ParcelSimulator
+    from eowatch.models.metrics import predict
+    from eowatch.settings import DEFAULT_MODEL
+
+    loaded = load_artifact(DEFAULT_MODEL)
+    series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+    series = replace(series, days=series.days + np.float32(10.5 / 24))
+    p = predict(loaded.model, series, loaded.metadata.stop_threshold)
+    return {f"sim-{i:06d}": (loaded.metadata.class_names[p.predicted[i]],
+                             round(float(p.stop_day[i]), 3)) for i in range(n_parcels)}

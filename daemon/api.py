@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from eowatch.models.artifact import ModelMetadata
 
 from .bus.base import Bus
 from .metrics import Metrics
+from .state import checkpointed_parcel
 from .store.store import Store
 
 
@@ -41,16 +42,19 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -
         row = store.get_parcel(parcel_id)
         if row is None:
             raise HTTPException(404, f"parcel {parcel_id!r} is not registered")
-        state = store.get_state(parcel_id)
+        state = checkpointed_parcel(store, parcel_id)
         current = None
-        if state is not None:
-            probabilities = np.exp(np.frombuffer(state["log_probs"], np.float32))
+        if state is not None and state["season"] >= 0:
+            probabilities = np.exp(np.asarray(state["log_probs"], np.float32))
+            seen = state["observations"] > 0
             current = {"season": state["season"], "observations": state["observations"],
-                       "last_acquired_at": state["last_acquired_at"],
-                       "day_of_season": state["day_of_season"],
+                       "last_acquired_at": datetime.fromtimestamp(state["last_time"], UTC)
+                       if seen else None,
+                       "last_acquisition_id": state["acquisition"],
+                       "day_of_season": state["day"],
                        "class_probabilities": dict(zip(model.class_names,
                                                        map(float, probabilities), strict=True))
-                       if state["observations"] else {},
+                       if seen else {},
                        "p_stop": state["p_stop"], "decided": state["decided"]}
         return {"id": parcel_id, "shard": row["shard"], "label": row["label"],
                 "season_start": row["season_start"], "source": row["source"],

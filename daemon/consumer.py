@@ -10,8 +10,8 @@ import json
 import logging
 import time
 from collections import Counter as Tally
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -106,8 +106,8 @@ class Processor:
     def __init__(self, loaded: LoadedModel, registry: ParcelRegistry, metrics: Metrics,
                  min_valid_fraction: float, stop_threshold: float | None = None,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
-                 load_states: Callable[[list[int]], list[dict[str, Any]]] | None = None,
-                 budget_bytes: int | None = None) -> None:
+                 load_shards: Callable[[list[int]], list[bytes]] | None = None,
+                 budget_bytes: int | None = None, step_batch: int = 2048) -> None:
         self.model, self.meta = loaded.model, loaded.metadata
         self.registry, self.metrics = registry, metrics
         self.min_valid_fraction = min_valid_fraction
@@ -116,7 +116,8 @@ class Processor:
         self.device = torch.device(device)
         self.table = StateTable(self.model.state_shape, len(self.meta.class_names), self.device,
                                 state_dtype)
-        self.load_states = load_states or (lambda shards: [])
+        self.load_shards = load_shards or (lambda shards: [])
+        self.step_batch = step_batch
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
         self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
@@ -133,7 +134,8 @@ class Processor:
         mask = np.isin(self.registry.shards, missing)
         self.table.add(np.asarray(self.registry.index[mask], dtype=object),
                        self.registry.shards[mask])
-        self.table.load_records(self.load_states(missing))
+        for payload in self.load_shards(missing):
+            self.table.restore(payload)
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.parcels_tracked.set(len(self.table))
@@ -277,16 +279,21 @@ class Processor:
 
     @torch.inference_mode()
     def step(self, rows: np.ndarray, batch: Rows) -> None:
-        index = torch.as_tensor(rows, device=self.device)
-        started = time.perf_counter()
-        state, log_probs, p_stop = self.model.step(
-            self.table.state[index], torch.as_tensor(batch.values, device=self.device),
-            torch.as_tensor(batch.day, device=self.device))
-        self.table.state[index] = state
-        self.metrics.step_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_parcels.observe(len(rows))
-        self.table.log_probs[rows] = log_probs.cpu().numpy()
-        self.table.p_stop[rows] = p_stop.cpu().numpy()
+        """Gather, step and scatter, in slices of at most ``step_batch`` parcels (a wave's
+        parcels are distinct, so slices are independent; large batches lose cache locality)."""
+        values = torch.as_tensor(batch.values, device=self.device)
+        days = torch.as_tensor(batch.day, device=self.device)
+        for start in range(0, len(rows), self.step_batch):
+            part = slice(start, start + self.step_batch)
+            index = torch.as_tensor(rows[part], device=self.device)
+            started = time.perf_counter()
+            state, log_probs, p_stop = self.model.step(self.table.state[index], values[part],
+                                                       days[part])
+            self.table.state[index] = state
+            self.metrics.step_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_parcels.observe(len(index))
+            self.table.log_probs[rows[part]] = log_probs.cpu().numpy()
+            self.table.p_stop[rows[part]] = p_stop.cpu().numpy()
         self.table.day[rows] = batch.day
         self.table.observations[rows] += 1
         self.table.last_time[rows] = batch.time
@@ -308,7 +315,7 @@ class Processor:
                                zip(self.meta.class_names, probabilities[i], strict=True)},
                 p_stop=round(float(t.p_stop[row]), 6), day_of_season=float(t.day[row]),
                 acquired_at=acquired, acquisition_id=t.acquisition[row] or "",
-                observations=int(t.observations[row]), forced=forced))
+                observations=int(t.observations[row]), forced=forced, shard=int(t.shard[row])))
             self.metrics.decisions.labels(feeds[i], self.meta.class_names[classes[i]],
                                           str(forced).lower()).inc()
         t.decided[rows] = True
@@ -338,7 +345,7 @@ class Consumer:
 
     def __init__(self, topics: dict[str, str], group: str, bus: Bus, store: Store,
                  processor: Processor, metrics: Metrics, shards: int,
-                 max_poll_records: int = 512, checkpoint_seconds: float = 1.0,
+                 max_poll_records: int = 512, checkpoint_seconds: float = 2.0,
                  checkpoint_chunks: int = 2000) -> None:
         self.topics, self.group, self.shards = topics, group, shards
         self.bus, self.store, self.processor, self.metrics = bus, store, processor, metrics
@@ -407,8 +414,7 @@ class Consumer:
     def publish(self, out: BatchOutput) -> None:
         if out.decisions:
             self.bus.publish(self.topics["decisions"], [
-                OutMessage(d.parcel_id.encode(), d.encode(), self._shard(d.parcel_id))
-                for d in out.decisions])
+                OutMessage(d.parcel_id.encode(), d.encode(), d.shard) for d in out.decisions])
         if out.dead_letters:
             self.bus.publish(self.topics["deadletter"], [
                 OutMessage(f"{d['topic']}:{d['partition']}:{d['offset']}".encode(),
@@ -423,8 +429,9 @@ class Consumer:
             return
         started = time.perf_counter()
         table = self.processor.table
+        snapshots = {shard: table.snapshot(shard) for shard in table.dirty_shards()}
         with self.store.transaction() as conn:
-            self.store.save_states(conn, table.to_records(table.dirty))
+            self.store.save_shards(conn, snapshots)
             self.store.insert_decisions(conn, [decision_row(d) for d in self.pending.decisions])
             self.store.insert_dead_letters(conn, self.pending.dead_letters)
             self.store.save_offsets(conn, self.group, self.offsets)
@@ -440,10 +447,6 @@ class Consumer:
         if victims:
             self.processor.drop_shards(victims)
             self.metrics.shard_evictions.inc(len(victims))
-
-    def _shard(self, parcel_id: str) -> int:
-        position = self.processor.registry.lookup(np.array([parcel_id], dtype=object))[0]
-        return int(self.processor.registry.shards[position]) if position >= 0 else 0
 
     def close(self) -> None:
         self.checkpoint()

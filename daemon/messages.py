@@ -162,6 +162,7 @@ class Decision:
     acquisition_id: str
     observations: int
     forced: bool  # True when the season ended before the stopping rule fired
+    shard: int = 0  # routing only (the message key is the parcel id); not in the JSON
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "decision_id": self.decision_id,

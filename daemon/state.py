@@ -7,14 +7,19 @@ as a whole (on partition revocation, or when the memory budget pages it out).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
-from .store.tables import utcnow
+from eowatch.errors import EowatchError
+
+if TYPE_CHECKING:
+    from .store.store import Store
 
 # numpy arrays kept per row, with the value of a fresh row
 COLUMNS: dict[str, tuple[Any, Any]] = {
@@ -149,44 +154,75 @@ class StateTable:
     def dirty_shards(self) -> set[int]:
         return set(self.shard[list(self.dirty)].tolist()) if self.dirty else set()
 
-    def to_records(self, rows: Iterable[int]) -> list[dict[str, Any]]:
-        """Store rows for a checkpoint (copies: the table may change while they are written)."""
-        rows = sorted(rows)
-        if not rows:
-            return []
-        states = self.state[torch.as_tensor(rows, device=self.device)].float().cpu().numpy()
-        now = utcnow()
-        records = []
-        for i, row in enumerate(rows):
-            last = self.last_time[row]
-            records.append({
-                "parcel_id": self.ids[row], "shard": int(self.shard[row]),
-                "season": int(self.season[row]), "observations": int(self.observations[row]),
-                "last_acquired_at": None if not np.isfinite(last) else
-                pd.Timestamp(last, unit="s", tz="UTC").to_pydatetime(),
-                "state": states[i].tobytes(), "log_probs": self.log_probs[row].tobytes(),
-                "p_stop": float(self.p_stop[row]), "day_of_season": float(self.day[row]),
-                "acquisition_id": self.acquisition[row] or "", "decided": bool(self.decided[row]),
-                "updated_at": now})
-        return records
+    def snapshot(self, shard: int) -> tuple[int, bytes]:
+        """(parcels, Arrow IPC bytes) of every row of a shard: its checkpoint. The arrays are
+        copied into the buffer, so the table may change while the bytes are written."""
+        rows = self.rows_of_shard(shard)
+        state = self.state[torch.as_tensor(rows, device=self.device)].cpu().numpy()
+        width = int(np.prod(self.state_shape))
+        columns = {
+            "parcel_id": pa.array(self.ids[rows], pa.string()),
+            "state": pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), width),
+            "log_probs": pa.FixedSizeListArray.from_arrays(
+                pa.array(self.log_probs[rows].reshape(-1)), self.n_classes),
+            **{name: pa.array(getattr(self, name)[rows]) for name in SNAPSHOT_COLUMNS},
+            "acquisition": pa.array(self.acquisition[rows], pa.string()),
+        }
+        batch = pa.record_batch(list(columns.values()), names=list(columns))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema.with_metadata(
+                {"eowatch_state": json.dumps({"version": 1, "shard": shard,
+                                              "state_shape": list(self.state_shape)})})) as w:
+            w.write_batch(batch)
+        return len(rows), sink.getvalue().to_pybytes()
 
-    def load_records(self, records: Sequence[dict[str, Any]]) -> None:
-        """Restore rows from checkpoint records (the inverse of ``to_records``)."""
-        if not records:
-            return
-        ids = np.array([r["parcel_id"] for r in records], dtype=object)
-        rows = self.add(ids, np.array([r["shard"] for r in records], np.int64))
-        states = np.frombuffer(b"".join(r["state"] for r in records), np.float32).reshape(
-            len(records), *self.state_shape)
+    def restore(self, payload: bytes) -> None:
+        """Load a shard's checkpoint (the inverse of ``snapshot``)."""
+        batch, shard = read_snapshot(payload, self.state_shape)
+        ids = batch.column("parcel_id").to_numpy(zero_copy_only=False)
+        rows = self.add(ids, np.full(len(ids), shard, np.int64))
+        state = batch.column("state").flatten().to_numpy(zero_copy_only=False)
         self.state[torch.as_tensor(rows, device=self.device)] = torch.as_tensor(
-            states, device=self.device).to(self.dtype)
-        self.log_probs[rows] = np.frombuffer(b"".join(r["log_probs"] for r in records),
-                                             np.float32).reshape(len(records), -1)
-        self.p_stop[rows] = [r["p_stop"] for r in records]
-        self.day[rows] = [r["day_of_season"] for r in records]
-        self.season[rows] = [r["season"] for r in records]
-        self.observations[rows] = [r["observations"] for r in records]
-        self.last_time[rows] = [r["last_acquired_at"].timestamp() if r["last_acquired_at"]
-                                else -np.inf for r in records]
-        self.decided[rows] = [r["decided"] for r in records]
-        self.acquisition[rows] = [r["acquisition_id"] or None for r in records]
+            state.reshape(len(ids), *self.state_shape).copy(), device=self.device).to(self.dtype)
+        self.log_probs[rows] = batch.column("log_probs").flatten().to_numpy(
+            zero_copy_only=False).reshape(len(ids), -1)
+        for name in SNAPSHOT_COLUMNS:
+            getattr(self, name)[rows] = batch.column(name).to_numpy(zero_copy_only=False)
+        self.acquisition[rows] = batch.column("acquisition").to_numpy(zero_copy_only=False)
+
+
+SNAPSHOT_COLUMNS = ("p_stop", "day", "season", "observations", "last_time", "decided")
+
+
+def read_snapshot(payload: bytes, state_shape: tuple[int, ...] | None = None
+                  ) -> tuple[pa.RecordBatch, int]:
+    """(record batch, shard) of a checkpoint; refuses one written for another model shape."""
+    reader = pa.ipc.open_stream(payload)
+    meta = json.loads(reader.schema.metadata[b"eowatch_state"])
+    if state_shape is not None and tuple(meta["state_shape"]) != tuple(state_shape):
+        raise EowatchError(f"the checkpoint of shard {meta['shard']} holds state of shape "
+                           f"{meta['state_shape']}, the model needs {list(state_shape)}: a "
+                           "different model was deployed over old state; start a new consumer "
+                           "group (EOWATCH_CONSUMER_GROUP) or restore the previous model")
+    return reader.read_next_batch(), int(meta["shard"])
+
+
+def parcel_in_snapshot(payload: bytes, parcel_id: str) -> dict[str, Any] | None:
+    """One parcel's checkpointed row, as plain values (for the API)."""
+    batch, _ = read_snapshot(payload)
+    ids = batch.column("parcel_id").to_numpy(zero_copy_only=False)
+    where = np.flatnonzero(ids == parcel_id)
+    if where.size == 0:
+        return None
+    row = batch.slice(int(where[0]), 1).to_pylist()[0]
+    row.pop("state")
+    return row
+
+
+def checkpointed_parcel(store: Store, parcel_id: str) -> dict[str, Any] | None:
+    """A registered parcel's state as of its shard's last checkpoint, or None."""
+    parcel = store.get_parcel(parcel_id)
+    if parcel is None:
+        return None
+    payloads = store.load_shards([parcel["shard"]])
+    return parcel_in_snapshot(payloads[0], parcel_id) if payloads else None

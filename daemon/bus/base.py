@@ -32,6 +32,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: float | None = None  # unix seconds the producer stamped, when the bus keeps it
 
 
 class BusConsumer(ABC):

@@ -143,7 +143,7 @@ class KafkaBusConsumer(BusConsumer):
             batches = self.kafka.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
             raise BusError(f"Kafka poll failed ({exc})") from None
-        records = [Record(tp.topic, tp.partition, m.offset, m.key, m.value)
+        records = [Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp / 1000)
                    for tp, messages in batches.items() for m in messages]
         return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 

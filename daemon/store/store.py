@@ -25,8 +25,8 @@ from .tables import (
     DEAD_LETTERS,
     DECISIONS,
     FEED_CURSORS,
-    PARCEL_STATE,
     PARCELS,
+    SHARD_STATE,
     table_of,
     utcnow,
 )
@@ -172,24 +172,20 @@ class Store:
                                               "updated_at": utcnow()}], ["feed"], update=True)
 
     # consumer checkpoints
-    def load_states(self, shards: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        table = PARCEL_STATE
-        query = sa.select(table)
-        if shards is not None:
-            query = query.where(table.c.shard.in_(list(shards)))
+    def load_shards(self, shards: Iterable[int]) -> list[bytes]:
+        """Checkpoints of these shards (those that have one)."""
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
-
-    def get_state(self, parcel_id: str) -> dict[str, Any] | None:
-        table = PARCEL_STATE
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
-                               ).mappings().first()
-            return dict(row) if row else None
+            return [row.data for row in conn.execute(
+                sa.select(SHARD_STATE.c.data).where(SHARD_STATE.c.shard.in_(list(shards))))]
 
     @staticmethod
-    def save_states(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        _upsert(conn, PARCEL_STATE, rows, ["parcel_id"], update=True)
+    def save_shards(conn: Connection, snapshots: dict[int, tuple[int, bytes]]) -> None:
+        """shard -> (parcels, snapshot): replace those shards' checkpoints."""
+        now = utcnow()
+        _upsert(conn, SHARD_STATE, [{"shard": shard, "parcels": n, "data": data,
+                                     "updated_at": now}
+                                    for shard, (n, data) in snapshots.items()], ["shard"],
+                update=True)
 
     def get_offsets(self, group: str) -> dict[tuple[str, int], int]:
         table = CONSUMER_OFFSETS

@@ -63,21 +63,14 @@ class FeedCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
-class ParcelState(SQLModel, table=True):
-    """A parcel's recurrent state and latest outputs for its current season."""
+class ShardState(SQLModel, table=True):
+    """A shard's checkpoint: the recurrent state and outputs of all its parcels (Arrow IPC,
+    daemon/state.py) — written whole, so a checkpoint costs a few rows, not one per parcel."""
 
-    __tablename__ = "parcel_state"
-    parcel_id: str = Field(primary_key=True)
-    shard: int = Field(index=True)
-    season: int
-    observations: int = 0
-    last_acquired_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
-    state: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # fp32 [L, 2, H]
-    log_probs: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # fp32 [C]
-    p_stop: float = 0.0
-    day_of_season: float = 0.0
-    acquisition_id: str = ""
-    decided: bool = False
+    __tablename__ = "shard_state"
+    shard: int = Field(primary_key=True)
+    parcels: int
+    data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
@@ -150,6 +143,6 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 
 
 PARCELS, AREAS, FEED_CURSORS = table_of(Parcel), table_of(Area), table_of(FeedCursor)
-PARCEL_STATE, DECISIONS, ALERTS = table_of(ParcelState), table_of(DecisionRow), table_of(AlertRow)
+SHARD_STATE, DECISIONS, ALERTS = table_of(ShardState), table_of(DecisionRow), table_of(AlertRow)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
 BUS_MESSAGES = table_of(BusMessage)

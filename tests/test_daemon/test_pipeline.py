@@ -9,6 +9,7 @@ import torch
 
 from eowatch.daemon.bus.base import OutMessage
 from eowatch.daemon.messages import ObservationChunk
+from eowatch.daemon.state import checkpointed_parcel
 from eowatch.daemon.store.tables import DeadLetter, DecisionRow
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
@@ -99,7 +100,7 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
         assert daemon.metrics.registry.get_sample_value(
             "eowatch_dead_letters_total", {"reason": reason}) == 1
     # the good rows of the partly bad chunks were used, and the feed's season went through
-    state = daemon.store.get_state(same_shard[0])
+    state = checkpointed_parcel(daemon.store, same_shard[0])
     assert state is not None and state["observations"] > 1
     assert daemon.store.count(DecisionRow) == 150
 
@@ -111,7 +112,8 @@ def test_state_survives_a_restart(tmp_path, unique):
         first.adapters[0].sim_day += 30
         first.adapters[0].poll()
         first.consumer.run_once()
-    before = first.store.get_state("sim-000001")
+    first.consumer.checkpoint()
+    before = checkpointed_parcel(first.store, "sim-000001")
     row_before = first.processor.table.lookup(np.array(["sim-000001"], dtype=object))[0]
     tensor_before = first.processor.table.state[row_before]
     first.shutdown()
@@ -120,6 +122,6 @@ def test_state_survives_a_restart(tmp_path, unique):
     table = second.processor.table
     row = table.lookup(np.array(["sim-000001"], dtype=object))[0]
     assert torch.equal(table.state[row], tensor_before)
-    assert second.store.get_state("sim-000001") == before
+    assert checkpointed_parcel(second.store, "sim-000001") == before
     assert second.adapters[0].cursor == first.adapters[0].cursor
     second.shutdown()

@@ -68,20 +68,15 @@ def test_decisions_upsert_once_and_page(store_url):
     assert store.decisions_for("p2")[0]["probabilities"] == {"wheat": 0.8}
 
 
-def test_state_rows_round_trip(store_url):
+def test_shard_checkpoints_round_trip(store_url):
     store = Store(store_url)
     store.migrate()
-    row = {"parcel_id": "p1", "shard": 1, "season": 2026, "observations": 3,
-           "last_acquired_at": datetime(2026, 5, 1, 10, 30, tzinfo=UTC), "state": b"\x01" * 16,
-           "log_probs": b"\x02" * 8, "p_stop": 0.25, "day_of_season": 120.4,
-           "acquisition_id": "a", "decided": False, "updated_at": datetime.now(UTC)}
     with store.transaction() as conn:
-        store.save_states(conn, [row])
-        store.save_states(conn, [{**row, "observations": 4}])
-    (loaded,) = store.load_states([1])
-    assert loaded["observations"] == 4 and loaded["state"] == b"\x01" * 16
-    assert loaded["last_acquired_at"] == row["last_acquired_at"]
-    assert store.load_states([2]) == []
+        store.save_shards(conn, {1: (2, b"first"), 2: (1, b"other")})
+        store.save_shards(conn, {1: (3, b"second")})
+    assert store.load_shards([1]) == [b"second"]
+    assert sorted(store.load_shards([1, 2, 3])) == [b"other", b"second"]
+    assert store.load_shards([7]) == []
 
 
 def test_unreachable_store_names_the_setting(tmp_path):

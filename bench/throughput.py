@@ -1,0 +1,198 @@
+"""End-to-end throughput and latency of the consumer on a real Kafka-protocol broker.
+
+Pre-encoded chunks are produced into a local Tansu broker (or --bootstrap: a real Kafka); the
+daemon's own Consumer (decode, validate, batched model step, decisions, checkpoints to SQLite)
+drains them. Printed beside it, in the same run: the step-only ceiling (the model `step` on the
+same batch sizes, no bus, no store) and the produce rate. Then the producer is paced at half the
+measured maximum and the produce-to-processed latency of every chunk is recorded.
+Usage: python bench/throughput.py [--parcels-per-shard 2000] [--acquisitions 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import print_table
+from eowatch.adapters.base import chunks_by_shard
+from eowatch.daemon.bus.base import OutMessage
+from eowatch.daemon.bus.kafka import KafkaBus
+from eowatch.daemon.bus.tansu import start_broker
+from eowatch.daemon.consumer import Consumer, ParcelRegistry, Processor
+from eowatch.daemon.messages import ObservationChunk
+from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.store.store import Store
+from eowatch.models.artifact import load_artifact
+from eowatch.models.datasets.simulator import ParcelSimulator
+from eowatch.settings import DEFAULT_MODEL
+
+
+def make_chunks(shards: int, per_shard: int, acquisitions: int, bands: tuple[str, ...],
+                seed: int = 0) -> list[list[ObservationChunk]]:
+    """The first acquisitions of a simulated season (few clouds), one chunk per shard each."""
+    n = shards * per_shard
+    sim = ParcelSimulator(n, seed=seed, n_tiles=1, cloud_cover=0.05)
+    ids = np.array([f"p{i}" for i in range(n)], dtype=object)
+    shard_of = np.arange(n) % shards
+    start = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+    out = []
+    for day in sim.schedules[0][:acquisitions]:
+        acquisition = sim.acquire(0, int(day))
+        out.append(chunks_by_shard("bench", f"BENCH_D{day:03d}", start + timedelta(days=int(day)),
+                                   bands, ids[acquisition.parcels],
+                                   shard_of[acquisition.parcels], acquisition.values,
+                                   acquisition.valid_fraction))
+    return out
+
+
+def build_consumer(store: Store, bus: KafkaBus, prefix: str, shards: int, step_batch: int,
+                   device: str) -> Consumer:
+    metrics = Metrics()
+    processor = Processor(load_artifact(DEFAULT_MODEL, device), ParcelRegistry(store), metrics,
+                          0.5, device=device, load_shards=store.load_shards,
+                          step_batch=step_batch)
+    topics = {t: f"{prefix}.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
+    bus.ensure_topics(list(topics.values()))
+    return Consumer(topics, f"{prefix}-group", bus, store, processor, metrics, shards)
+
+
+def drain(consumer: Consumer, expected_records: int, latencies: list[float] | None = None,
+          timeout_s: float = 600) -> float:
+    """Consume until ``expected_records`` chunks are processed; returns the seconds it took
+    from the first record on."""
+    seen, first, deadline = 0, None, time.monotonic() + timeout_s
+    while seen < expected_records and time.monotonic() < deadline:
+        records = consumer.consumer.poll(consumer.max_poll_records, 0.2)
+        if not records:
+            continue
+        first = first or time.perf_counter()
+        out = type(consumer.pending)()
+        consumer.processor.process(records, out)
+        consumer.publish(out)
+        done = time.time()
+        if latencies is not None:
+            latencies += [done - r.timestamp for r in records if r.timestamp]
+        for r in records:
+            key = (r.topic, r.partition)
+            consumer.offsets[key] = max(consumer.offsets.get(key, 0), r.offset + 1)
+        consumer.chunks_since += len(records)
+        if time.monotonic() - consumer.last_checkpoint >= consumer.checkpoint_seconds:
+            consumer.checkpoint()
+        seen += len(records)
+    consumer.checkpoint()
+    if seen < expected_records:
+        raise TimeoutError(f"consumed {seen} of {expected_records} chunks")
+    return time.perf_counter() - (first or time.perf_counter())
+
+
+@torch.inference_mode()
+def step_ceiling(model, batches: list[np.ndarray], step_batch: int, device: str) -> float:
+    """Parcel-steps/s of the model step alone on the same values and batch sizes."""
+    state = model.init_state(step_batch, device=device)
+    days = torch.full((step_batch,), 100.0, device=device)
+    tensors = [torch.as_tensor(b, device=device) for b in batches]
+    started, steps = time.perf_counter(), 0
+    for values in tensors:
+        for i in range(0, len(values), step_batch):
+            part = values[i:i + step_batch]
+            new, _, _ = model.step(state[:len(part)], part, days[:len(part)])
+            state[:len(part)] = new
+            steps += len(part)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", help="a running Kafka (default: start Tansu here)")
+    parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--parcels-per-shard", type=int, default=2000)
+    parser.add_argument("--acquisitions", type=int, default=12)
+    parser.add_argument("--step-batch", type=int, default=2048)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    broker = None
+    if args.bootstrap is None:
+        broker, args.bootstrap = start_broker()
+    workdir = Path(tempfile.mkdtemp(prefix="eowatch-bench-"))
+    try:
+        run(args, workdir)
+    finally:
+        if broker is not None:
+            broker.terminate()
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    loaded = load_artifact(DEFAULT_MODEL, args.device)
+    bands = loaded.metadata.band_names
+    store = Store(f"sqlite:///{workdir / 'bench.db'}")
+    store.migrate()
+    chunks = make_chunks(args.shards, args.parcels_per_shard, args.acquisitions, bands)
+    store.upsert_parcels([{"id": pid, "shard": c.shard} for c in chunks[0] for pid in c.parcel_ids])
+    payloads = [[OutMessage(c.key, c.encode(), c.shard) for c in acq] for acq in chunks]
+    n_records = sum(len(p) for p in payloads)
+    parcel_obs = n_records * args.parcels_per_shard
+    mb = sum(len(m.value) for p in payloads for m in p) / 1e6
+
+    # maximum rate: everything produced first, then drained
+    bus = KafkaBus(args.bootstrap, store, args.partitions, client_id="bench")
+    consumer = build_consumer(store, bus, "max", args.shards, args.step_batch, args.device)
+    started = time.perf_counter()
+    for acquisition in payloads:
+        bus.publish("max.observations", acquisition)
+    produce_s = time.perf_counter() - started
+    consume_s = drain(consumer, n_records)
+    max_rate = parcel_obs / consume_s
+    decisions = consumer.store.count(__import__("eowatch.daemon.store.tables",
+                                                fromlist=["DecisionRow"]).DecisionRow)
+    consumer.close()
+    ceiling = step_ceiling(loaded.model, [c.values for acq in chunks for c in acq],
+                           args.step_batch, args.device)
+
+    # latency at half the maximum rate: a paced producer beside the consumer
+    latencies: list[float] = []
+    paced = build_consumer(store, bus, "half", args.shards, args.step_batch, args.device)
+    interval = args.parcels_per_shard * args.shards / (max_rate / 2)
+
+    def produce() -> None:
+        next_at = time.perf_counter() + 6.0  # let the group settle first
+        for acquisition in payloads:
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            bus.publish("half.observations", acquisition)
+            next_at += interval
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    drain(paced, n_records, latencies)
+    producer.join()
+    paced.close()
+    bus.close()
+
+    threads = torch.get_num_threads() if args.device == "cpu" else args.device
+    print(f"{args.shards} shards x {args.parcels_per_shard} parcels, {args.acquisitions} "
+          f"acquisitions = {n_records} chunks, {parcel_obs:,} parcel-observations, {mb:.0f} MB; "
+          f"{args.partitions} partitions; model {loaded.metadata.version} on {args.device} "
+          f"({threads}); step batch {args.step_batch}")
+    print_table(["measure", "value"], [
+        ["produce (acks=all), parcel-obs/s", f"{parcel_obs / produce_s:,.0f}"],
+        ["end to end: bus -> state -> decisions, parcel-obs/s", f"{max_rate:,.0f}"],
+        ["step-only ceiling, parcel-steps/s", f"{ceiling:,.0f}"],
+        ["end to end / ceiling", f"{max_rate / ceiling:.1%}"],
+        ["decisions emitted", f"{decisions:,}"],
+        [f"latency at half rate ({max_rate / 2:,.0f}/s), p50 s",
+         f"{np.percentile(latencies, 50):.3f}"],
+        ["latency at half rate, p95 s", f"{np.percentile(latencies, 95):.3f}"],
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,7 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -
         row = store.get_parcel(parcel_id)
         if row is None:
             raise HTTPException(404, f"parcel {parcel_id!r} is not registered")
-        state = checkpointed_parcel(store, parcel_id)
+        state = checkpointed_parcel(store, parcel_id, model.architecture)
         current = None
         if state is not None and state["season"] >= 0:
             probabilities = np.exp(np.asarray(state["log_probs"], np.float32))

@@ -12,6 +12,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,8 @@ class Processor:
     def __init__(self, loaded: LoadedModel, registry: ParcelRegistry, metrics: Metrics,
                  min_valid_fraction: float, stop_threshold: float | None = None,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
-                 load_shards: Callable[[list[int]], list[bytes]] | None = None,
+                 load_states: Callable[[list[int]], list[tuple[str, bytes, str | None]]]
+                 | None = None,
                  budget_bytes: int | None = None, step_batch: int = 2048) -> None:
         self.model, self.meta = loaded.model, loaded.metadata
         self.registry, self.metrics = registry, metrics
@@ -116,7 +118,7 @@ class Processor:
         self.device = torch.device(device)
         self.table = StateTable(self.model.state_shape, len(self.meta.class_names), self.device,
                                 state_dtype)
-        self.load_shards = load_shards or (lambda shards: [])
+        self.load_states = load_states or (lambda shards: [])
         self.step_batch = step_batch
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
@@ -134,8 +136,10 @@ class Processor:
         mask = np.isin(self.registry.shards, missing)
         self.table.add(np.asarray(self.registry.index[mask], dtype=object),
                        self.registry.shards[mask])
-        for payload in self.load_shards(missing):
-            self.table.restore(payload)
+        records = self.load_states(missing)
+        if records:
+            positions = self.registry.lookup(np.array([r[0] for r in records], dtype=object))
+            self.table.restore(records, self.registry.shards[positions])
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.parcels_tracked.set(len(self.table))
@@ -302,22 +306,27 @@ class Processor:
 
     def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:
         t = self.table
-        probabilities = np.exp(t.log_probs[rows])
-        classes = probabilities.argmax(1)
-        for i, row in enumerate(rows):
+        names = self.meta.class_names
+        probabilities = np.exp(t.log_probs[rows]).round(6).tolist()
+        classes = np.argmax(t.log_probs[rows], axis=1)
+        # columns as Python values once, not numpy scalars per field
+        seasons, days = t.season[rows].tolist(), t.day[rows].tolist()
+        p_stop, observed = t.p_stop[rows].round(6).tolist(), t.observations[rows].tolist()
+        times, shards = t.last_time[rows].tolist(), t.shard[rows].tolist()
+        for i, row in enumerate(rows.tolist()):
             parcel = t.parcel_id(row)
-            acquired = pd.Timestamp(t.last_time[row], unit="s", tz="UTC").to_pydatetime()
             out.decisions.append(Decision(
-                decision_id=decision_id(parcel, int(t.season[row]), self.meta.version),
-                parcel_id=parcel, season=int(t.season[row]), feed=feeds[i],
-                model_version=self.meta.version, crop=self.meta.class_names[classes[i]],
-                probabilities={c: round(float(p), 6) for c, p in
-                               zip(self.meta.class_names, probabilities[i], strict=True)},
-                p_stop=round(float(t.p_stop[row]), 6), day_of_season=float(t.day[row]),
-                acquired_at=acquired, acquisition_id=t.acquisition[row] or "",
-                observations=int(t.observations[row]), forced=forced, shard=int(t.shard[row])))
-            self.metrics.decisions.labels(feeds[i], self.meta.class_names[classes[i]],
-                                          str(forced).lower()).inc()
+                decision_id=decision_id(parcel, seasons[i], self.meta.version),
+                parcel_id=parcel, season=seasons[i], feed=feeds[i],
+                model_version=self.meta.version, crop=names[classes[i]],
+                probabilities=dict(zip(names, probabilities[i], strict=True)),
+                p_stop=p_stop[i], day_of_season=days[i],
+                acquired_at=datetime.fromtimestamp(times[i], UTC),
+                acquisition_id=t.acquisition[row] or "", observations=observed[i],
+                forced=forced, shard=shards[i]))
+        tally = Tally(zip(feeds.tolist(), classes.tolist(), strict=True))
+        for (feed, k), n in tally.items():
+            self.metrics.decisions.labels(feed, names[k], str(forced).lower()).inc(n)
         t.decided[rows] = True
         t.dirty.update(rows.tolist())
 
@@ -429,9 +438,9 @@ class Consumer:
             return
         started = time.perf_counter()
         table = self.processor.table
-        snapshots = {shard: table.snapshot(shard) for shard in table.dirty_shards()}
+        rows = table.checkpoint_rows(table.dirty)
         with self.store.transaction() as conn:
-            self.store.save_shards(conn, snapshots)
+            self.store.save_states(conn, rows)
             self.store.insert_decisions(conn, [decision_row(d) for d in self.pending.decisions])
             self.store.insert_dead_letters(conn, self.pending.dead_letters)
             self.store.save_offsets(conn, self.group, self.offsets)

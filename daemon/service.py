@@ -82,7 +82,7 @@ class Daemon:
             self.model, ParcelRegistry(self.store), self.metrics, settings.min_valid_fraction,
             settings.stop_threshold, self.device,
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
-            load_shards=self.store.load_shards, budget_bytes=settings.state_budget_bytes,
+            load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
             step_batch=settings.step_batch)
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
                                  self.processor, self.metrics, settings.shards,

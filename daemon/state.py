@@ -7,19 +7,16 @@ as a whole (on partition revocation, or when the memory budget pages it out).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from eowatch.errors import EowatchError
 
-if TYPE_CHECKING:
-    from .store.store import Store
+from .store.store import Store
 
 # numpy arrays kept per row, with the value of a fresh row
 COLUMNS: dict[str, tuple[Any, Any]] = {
@@ -154,75 +151,77 @@ class StateTable:
     def dirty_shards(self) -> set[int]:
         return set(self.shard[list(self.dirty)].tolist()) if self.dirty else set()
 
-    def snapshot(self, shard: int) -> tuple[int, bytes]:
-        """(parcels, Arrow IPC bytes) of every row of a shard: its checkpoint. The arrays are
-        copied into the buffer, so the table may change while the bytes are written."""
-        rows = self.rows_of_shard(shard)
-        state = self.state[torch.as_tensor(rows, device=self.device)].cpu().numpy()
-        width = int(np.prod(self.state_shape))
-        columns = {
-            "parcel_id": pa.array(self.ids[rows], pa.string()),
-            "state": pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), width),
-            "log_probs": pa.FixedSizeListArray.from_arrays(
-                pa.array(self.log_probs[rows].reshape(-1)), self.n_classes),
-            **{name: pa.array(getattr(self, name)[rows]) for name in SNAPSHOT_COLUMNS},
-            "acquisition": pa.array(self.acquisition[rows], pa.string()),
-        }
-        batch = pa.record_batch(list(columns.values()), names=list(columns))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema.with_metadata(
-                {"eowatch_state": json.dumps({"version": 1, "shard": shard,
-                                              "state_shape": list(self.state_shape)})})) as w:
-            w.write_batch(batch)
-        return len(rows), sink.getvalue().to_pybytes()
+    def record_dtype(self) -> np.dtype:
+        """The packed layout of one parcel's checkpoint record."""
+        return record_dtype(self.state_shape, self.n_classes, self.state.dtype)
 
-    def restore(self, payload: bytes) -> None:
-        """Load a shard's checkpoint (the inverse of ``snapshot``)."""
-        batch, shard = read_snapshot(payload, self.state_shape)
-        ids = batch.column("parcel_id").to_numpy(zero_copy_only=False)
-        rows = self.add(ids, np.full(len(ids), shard, np.int64))
-        state = batch.column("state").flatten().to_numpy(zero_copy_only=False)
+    def checkpoint_rows(self, rows: Iterable[int]) -> list[tuple[str, int, bytes, str | None]]:
+        """(parcel id, shard, packed record, acquisition id) of these rows, for the store.
+
+        Fields are filled column-wise and the records cut from one buffer: no per-field work
+        per parcel. The values are copies: the table may change while they are written."""
+        rows = np.fromiter(rows, np.int64)
+        if rows.size == 0:
+            return []
+        packed = np.empty(rows.size, self.record_dtype())
+        packed["state"] = self.state[torch.as_tensor(rows, device=self.device)].cpu().numpy()
+        packed["log_probs"] = self.log_probs[rows]
+        for name in PACKED_COLUMNS:
+            packed[name] = getattr(self, name)[rows]
+        blobs = packed.view(f"V{packed.dtype.itemsize}").tolist()
+        return list(zip(self.ids[rows].tolist(), self.shard[rows].tolist(), blobs,
+                        self.acquisition[rows].tolist(), strict=True))
+
+    def restore(self, records: list[tuple[str, bytes, str | None]], shard_of: np.ndarray) -> None:
+        """Load checkpoint records (parcel id, packed record, acquisition id); ``shard_of``
+        gives each record's shard. Records of another layout (another model) are refused."""
+        if not records:
+            return
+        dtype = self.record_dtype()
+        ids, blobs, acquisitions = zip(*records, strict=True)
+        if any(len(b) != dtype.itemsize for b in blobs):
+            raise EowatchError(
+                f"checkpointed state does not fit the model's layout ({dtype.itemsize} bytes per "
+                "parcel): a model of another shape or state precision was deployed over old "
+                "state; use a new consumer group (EOWATCH_CONSUMER_GROUP) or the previous model "
+                "and EOWATCH_STATE_DTYPE")
+        packed = np.frombuffer(b"".join(blobs), dtype)
+        rows = self.add(np.array(ids, dtype=object), shard_of)
         self.state[torch.as_tensor(rows, device=self.device)] = torch.as_tensor(
-            state.reshape(len(ids), *self.state_shape).copy(), device=self.device).to(self.dtype)
-        self.log_probs[rows] = batch.column("log_probs").flatten().to_numpy(
-            zero_copy_only=False).reshape(len(ids), -1)
-        for name in SNAPSHOT_COLUMNS:
-            getattr(self, name)[rows] = batch.column(name).to_numpy(zero_copy_only=False)
-        self.acquisition[rows] = batch.column("acquisition").to_numpy(zero_copy_only=False)
+            packed["state"].copy(), device=self.device)
+        self.log_probs[rows] = packed["log_probs"]
+        for name in PACKED_COLUMNS:
+            getattr(self, name)[rows] = packed[name]
+        self.acquisition[rows] = np.array(acquisitions, dtype=object)
 
 
-SNAPSHOT_COLUMNS = ("p_stop", "day", "season", "observations", "last_time", "decided")
+PACKED_COLUMNS = ("p_stop", "day", "season", "observations", "last_time", "decided")
 
 
-def read_snapshot(payload: bytes, state_shape: tuple[int, ...] | None = None
-                  ) -> tuple[pa.RecordBatch, int]:
-    """(record batch, shard) of a checkpoint; refuses one written for another model shape."""
-    reader = pa.ipc.open_stream(payload)
-    meta = json.loads(reader.schema.metadata[b"eowatch_state"])
-    if state_shape is not None and tuple(meta["state_shape"]) != tuple(state_shape):
-        raise EowatchError(f"the checkpoint of shard {meta['shard']} holds state of shape "
-                           f"{meta['state_shape']}, the model needs {list(state_shape)}: a "
-                           "different model was deployed over old state; start a new consumer "
-                           "group (EOWATCH_CONSUMER_GROUP) or restore the previous model")
-    return reader.read_next_batch(), int(meta["shard"])
+def record_dtype(state_shape: tuple[int, ...], n_classes: int,
+                 state_dtype: torch.dtype = torch.float32) -> np.dtype:
+    state = np.float16 if state_dtype == torch.float16 else np.float32
+    return np.dtype([("state", state, state_shape), ("log_probs", np.float32, (n_classes,)),
+                     ("p_stop", np.float32), ("day", np.float32), ("season", np.int64),
+                     ("observations", np.int64), ("last_time", np.float64), ("decided", bool)])
 
 
-def parcel_in_snapshot(payload: bytes, parcel_id: str) -> dict[str, Any] | None:
-    """One parcel's checkpointed row, as plain values (for the API)."""
-    batch, _ = read_snapshot(payload)
-    ids = batch.column("parcel_id").to_numpy(zero_copy_only=False)
-    where = np.flatnonzero(ids == parcel_id)
-    if where.size == 0:
+def unpack(data: bytes, state_shape: tuple[int, ...], n_classes: int) -> dict[str, Any]:
+    """One packed record as plain values (state left out), for the API."""
+    for state_dtype in (torch.float32, torch.float16):
+        dtype = record_dtype(state_shape, n_classes, state_dtype)
+        if len(data) == dtype.itemsize:
+            record = np.frombuffer(data, dtype)[0]
+            return {"log_probs": record["log_probs"].tolist(),
+                    **{name: record[name].item() for name in PACKED_COLUMNS}}
+    raise EowatchError(f"a checkpoint record of {len(data)} bytes does not fit the model")
+
+
+def checkpointed_parcel(store: Store, parcel_id: str, architecture: dict[str, Any]
+                        ) -> dict[str, Any] | None:
+    """A parcel's state as of its last checkpoint (plain values), or None."""
+    found = store.get_state(parcel_id)
+    if found is None:
         return None
-    row = batch.slice(int(where[0]), 1).to_pylist()[0]
-    row.pop("state")
-    return row
-
-
-def checkpointed_parcel(store: Store, parcel_id: str) -> dict[str, Any] | None:
-    """A registered parcel's state as of its shard's last checkpoint, or None."""
-    parcel = store.get_parcel(parcel_id)
-    if parcel is None:
-        return None
-    payloads = store.load_shards([parcel["shard"]])
-    return parcel_in_snapshot(payloads[0], parcel_id) if payloads else None
+    shape = (architecture["num_layers"], 2, architecture["hidden_size"])
+    return {**unpack(found[0], shape, architecture["n_classes"]), "acquisition": found[1]}

@@ -25,8 +25,8 @@ from .tables import (
     DEAD_LETTERS,
     DECISIONS,
     FEED_CURSORS,
+    PARCEL_STATE,
     PARCELS,
-    SHARD_STATE,
     table_of,
     utcnow,
 )
@@ -172,20 +172,33 @@ class Store:
                                               "updated_at": utcnow()}], ["feed"], update=True)
 
     # consumer checkpoints
-    def load_shards(self, shards: Iterable[int]) -> list[bytes]:
-        """Checkpoints of these shards (those that have one)."""
+    def load_states(self, shards: Iterable[int]) -> list[tuple[str, bytes, str | None]]:
+        """(parcel id, packed state, last acquisition id) of every parcel of these shards."""
+        table = PARCEL_STATE
         with self.engine.connect() as conn:
-            return [row.data for row in conn.execute(
-                sa.select(SHARD_STATE.c.data).where(SHARD_STATE.c.shard.in_(list(shards))))]
+            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+                sa.select(table.c.parcel_id, table.c.data, table.c.acquisition_id)
+                .where(table.c.shard.in_(list(shards))))]
+
+    def get_state(self, parcel_id: str) -> tuple[bytes, str | None] | None:
+        table = PARCEL_STATE
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table.c.data, table.c.acquisition_id)
+                               .where(table.c.parcel_id == parcel_id)).first()
+        return None if row is None else (row[0], row[1])
 
     @staticmethod
-    def save_shards(conn: Connection, snapshots: dict[int, tuple[int, bytes]]) -> None:
-        """shard -> (parcels, snapshot): replace those shards' checkpoints."""
-        now = utcnow()
-        _upsert(conn, SHARD_STATE, [{"shard": shard, "parcels": n, "data": data,
-                                     "updated_at": now}
-                                    for shard, (n, data) in snapshots.items()], ["shard"],
-                update=True)
+    def save_states(conn: Connection, rows: list[tuple[str, int, bytes, str | None]]) -> None:
+        """Upsert (parcel id, shard, packed state, acquisition id) rows straight through the
+        driver: a checkpoint writes up to millions of rows."""
+        if not rows:
+            return
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        conn.exec_driver_sql(
+            f"INSERT INTO {PARCEL_STATE.name} (parcel_id, shard, data, acquisition_id) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (parcel_id) DO UPDATE SET "
+            "shard = excluded.shard, data = excluded.data, "
+            "acquisition_id = excluded.acquisition_id", rows)
 
     def get_offsets(self, group: str) -> dict[tuple[str, int], int]:
         table = CONSUMER_OFFSETS

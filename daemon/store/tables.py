@@ -63,15 +63,16 @@ class FeedCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
-class ShardState(SQLModel, table=True):
-    """A shard's checkpoint: the recurrent state and outputs of all its parcels (Arrow IPC,
-    daemon/state.py) — written whole, so a checkpoint costs a few rows, not one per parcel."""
+class ParcelState(SQLModel, table=True):
+    """A parcel's checkpointed state: recurrent state, outputs and bookkeeping packed in one
+    fixed-size record (layout in daemon/state.py), so a checkpoint costs one row per changed
+    parcel and no per-field work."""
 
-    __tablename__ = "shard_state"
-    shard: int = Field(primary_key=True)
-    parcels: int
+    __tablename__ = "parcel_state"
+    parcel_id: str = Field(primary_key=True)
+    shard: int = Field(index=True)
     data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    acquisition_id: str | None = None
 
 
 class DecisionRow(SQLModel, table=True):
@@ -143,6 +144,6 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 
 
 PARCELS, AREAS, FEED_CURSORS = table_of(Parcel), table_of(Area), table_of(FeedCursor)
-SHARD_STATE, DECISIONS, ALERTS = table_of(ShardState), table_of(DecisionRow), table_of(AlertRow)
+PARCEL_STATE, DECISIONS, ALERTS = table_of(ParcelState), table_of(DecisionRow), table_of(AlertRow)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
 BUS_MESSAGES = table_of(BusMessage)

@@ -100,7 +100,7 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
         assert daemon.metrics.registry.get_sample_value(
             "eowatch_dead_letters_total", {"reason": reason}) == 1
     # the good rows of the partly bad chunks were used, and the feed's season went through
-    state = checkpointed_parcel(daemon.store, same_shard[0])
+    state = checkpointed_parcel(daemon.store, same_shard[0], daemon.model.metadata.architecture)
     assert state is not None and state["observations"] > 1
     assert daemon.store.count(DecisionRow) == 150
 
@@ -113,7 +113,7 @@ def test_state_survives_a_restart(tmp_path, unique):
         first.adapters[0].poll()
         first.consumer.run_once()
     first.consumer.checkpoint()
-    before = checkpointed_parcel(first.store, "sim-000001")
+    before = checkpointed_parcel(first.store, "sim-000001", first.model.metadata.architecture)
     row_before = first.processor.table.lookup(np.array(["sim-000001"], dtype=object))[0]
     tensor_before = first.processor.table.state[row_before]
     first.shutdown()
@@ -122,6 +122,7 @@ def test_state_survives_a_restart(tmp_path, unique):
     table = second.processor.table
     row = table.lookup(np.array(["sim-000001"], dtype=object))[0]
     assert torch.equal(table.state[row], tensor_before)
-    assert checkpointed_parcel(second.store, "sim-000001") == before
+    assert checkpointed_parcel(second.store, "sim-000001",
+                               second.model.metadata.architecture) == before
     assert second.adapters[0].cursor == first.adapters[0].cursor
     second.shutdown()

@@ -68,15 +68,15 @@ def test_decisions_upsert_once_and_page(store_url):
     assert store.decisions_for("p2")[0]["probabilities"] == {"wheat": 0.8}
 
 
-def test_shard_checkpoints_round_trip(store_url):
+def test_state_rows_round_trip(store_url):
     store = Store(store_url)
     store.migrate()
     with store.transaction() as conn:
-        store.save_shards(conn, {1: (2, b"first"), 2: (1, b"other")})
-        store.save_shards(conn, {1: (3, b"second")})
-    assert store.load_shards([1]) == [b"second"]
-    assert sorted(store.load_shards([1, 2, 3])) == [b"other", b"second"]
-    assert store.load_shards([7]) == []
+        store.save_states(conn, [("p1", 1, b"\x01" * 16, "acq-1"), ("p2", 2, b"\x02" * 16, None)])
+        store.save_states(conn, [("p1", 1, b"\x03" * 16, "acq-2")])
+    assert store.load_states([1]) == [("p1", b"\x03" * 16, "acq-2")]
+    assert store.get_state("p2") == (b"\x02" * 16, None)
+    assert store.load_states([7]) == [] and store.get_state("p9") is None
 
 
 def test_unreachable_store_names_the_setting(tmp_path):

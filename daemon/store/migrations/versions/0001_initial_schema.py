@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 03:15:45.681775
+Create Date: 2026-11-25 03:29:29.231330
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,16 @@ def upgrade() -> None:
     sa.Column('updated_at', eowatch.daemon.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('feed')
     )
+    op.create_table('parcel_state',
+    sa.Column('parcel_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('shard', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('acquisition_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.PrimaryKeyConstraint('parcel_id')
+    )
+    with op.batch_alter_table('parcel_state', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_parcel_state_shard'), ['shard'], unique=False)
+
     op.create_table('parcels',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('shard', sa.Integer(), nullable=False),
@@ -114,21 +124,17 @@ def upgrade() -> None:
     with op.batch_alter_table('parcels', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_parcels_shard'), ['shard'], unique=False)
 
-    op.create_table('shard_state',
-    sa.Column('shard', sa.Integer(), nullable=False),
-    sa.Column('parcels', sa.Integer(), nullable=False),
-    sa.Column('data', sa.LargeBinary(), nullable=False),
-    sa.Column('updated_at', eowatch.daemon.store.tables.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('shard')
-    )
 
 
 def downgrade() -> None:
-    op.drop_table('shard_state')
     with op.batch_alter_table('parcels', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_parcels_shard'))
 
     op.drop_table('parcels')
+    with op.batch_alter_table('parcel_state', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_parcel_state_shard'))
+
+    op.drop_table('parcel_state')
     op.drop_table('feed_cursors')
     with op.batch_alter_table('decisions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_decisions_parcel_id'))

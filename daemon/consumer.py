@@ -82,10 +82,10 @@ class ParcelRegistry:
         self.refresh()
 
     def refresh(self) -> None:
-        registry = self.store.parcel_registry()
-        self.index = pd.Index(list(registry), dtype=object)
-        self.shards = np.array([v[0] for v in registry.values()], np.int64)
-        self.season_starts = np.array([v[1] for v in registry.values()], dtype=object)
+        ids, shards, starts = self.store.parcel_columns()
+        self.index = pd.Index(ids, dtype=object)
+        self.shards = np.array(shards, np.int64)
+        self.season_starts = np.array(starts, dtype=object)
         self._loaded_at = time.monotonic()
 
     def lookup(self, parcel_ids: np.ndarray) -> np.ndarray:

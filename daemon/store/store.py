@@ -140,12 +140,25 @@ class Store:
             _upsert(conn, AREAS, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
 
+    def _fetch_all(self, statement: sa.Select) -> list[tuple]:
+        """All rows of a query through the driver's fetchall: loading millions of rows one
+        Result row at a time would dominate a restart."""
+        with self.engine.connect() as conn:
+            compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
+            return list(conn.exec_driver_sql(str(compiled)).cursor.fetchall())
+
+    def parcel_columns(self) -> tuple[list[str], list[int], list[str | None]]:
+        """Every registered parcel: (ids, shards, season starts), in one pass."""
+        rows = self._fetch_all(sa.select(PARCELS.c.id, PARCELS.c.shard, PARCELS.c.season_start))
+        if not rows:
+            return [], [], []
+        ids, shards, starts = zip(*rows, strict=True)
+        return list(ids), list(shards), list(starts)
+
     def parcel_registry(self) -> dict[str, tuple[int, str | None]]:
         """parcel id -> (shard, season start or None)."""
-        table = PARCELS
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.id, table.c.shard, table.c.season_start))
-            return {r.id: (r.shard, r.season_start) for r in rows}
+        ids, shards, starts = self.parcel_columns()
+        return dict(zip(ids, zip(shards, starts, strict=True), strict=True))
 
     def count(self, model: type) -> int:
         """Rows of a table, given its SQLModel class."""
@@ -175,10 +188,8 @@ class Store:
     def load_states(self, shards: Iterable[int]) -> list[tuple[str, bytes, str | None]]:
         """(parcel id, packed state, last acquisition id) of every parcel of these shards."""
         table = PARCEL_STATE
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-                sa.select(table.c.parcel_id, table.c.data, table.c.acquisition_id)
-                .where(table.c.shard.in_(list(shards))))]
+        return self._fetch_all(sa.select(table.c.parcel_id, table.c.data, table.c.acquisition_id)
+                               .where(table.c.shard.in_([int(s) for s in shards])))
 
     def get_state(self, parcel_id: str) -> tuple[bytes, str | None] | None:
         table = PARCEL_STATE

@@ -6,6 +6,8 @@
 3. Recovery: 1 M parcels checkpointed in SQLite and a backlog on the embedded bus (what arrives
    within checkpoint intervals); a new consumer (as after kill -9) loads every shard and catches
    up. Reported: load time, catch-up time, total.
+4. The effect of float16 state on decisions: one simulated season through the embedded daemon
+   with float32 and with float16 state, decisions compared parcel by parcel.
 Usage: python bench/state.py [--parcels 1000000] [--backlog 100000]
 """
 
@@ -110,12 +112,33 @@ def recovery(parcels: int, backlog: int, workdir: Path) -> dict:
             "parcels_in_memory": len(processor.table)}
 
 
+def season_decisions(dtype: str, parcels: int, workdir: Path) -> dict[str, tuple[str, float]]:
+    """Decisions of the embedded daemon over one simulated season with this state dtype."""
+    from eowatch.daemon.service import Daemon
+    from eowatch.settings import load_settings
+
+    daemon = Daemon(load_settings(data_dir=workdir / dtype, state_dtype=dtype, shards=32,
+                                  sim_parcels=parcels, sim_seasons=1, sim_days_per_second=1e9,
+                                  api_port=0))
+    feed = daemon.adapters[0]
+    while not feed.finished:
+        feed.poll()
+    while daemon.consumer.run_once(timeout_s=0):
+        pass
+    daemon.consumer.checkpoint()
+    items = daemon.store.list_decisions(limit=parcels * 2).items
+    daemon.shutdown()
+    return {d["parcel_id"]: (d["crop"], d["day_of_season"]) for d in items}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parcels", type=int, default=1_000_000)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--budget-rows", type=int, default=2_000_000,
                         help="parcels whose state stays in memory (EOWATCH_STATE_BUDGET_BYTES)")
+    parser.add_argument("--fp16-parcels", type=int, default=5000,
+                        help="simulated parcels for the float16-versus-float32 comparison")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -141,6 +164,15 @@ def main() -> None:
                          f"MiB, state {m['state'] / 2**20:,.0f} MiB)"])
     with tempfile.TemporaryDirectory() as workdir:
         r = recovery(args.parcels, args.backlog, Path(workdir))
+        full = season_decisions("float32", args.fp16_parcels, Path(workdir))
+        half = season_decisions("float16", args.fp16_parcels, Path(workdir))
+    same_class = np.mean([full[p][0] == half[p][0] for p in full])
+    same_day = np.mean([full[p][1] == half[p][1] for p in full])
+    shift = np.mean([abs(full[p][1] - half[p][1]) for p in full])
+    rows += [[f"float16 state vs float32, {len(full):,} simulated parcels: same class",
+              f"{same_class:.2%}"],
+             ["float16 vs float32: same decision date", f"{same_day:.2%}"],
+             ["float16 vs float32: mean |date shift|", f"{shift:.2f} days"]]
     rows += [[f"recovery of {args.parcels:,} parcels: load checkpoints", f"{r['load']:.1f} s"],
              [f"recovery: catch up {args.backlog:,} parcel-observations", f"{r['catch_up']:.1f} s"],
              ["recovery: total, restart to caught up (target 15 s)", f"{r['total']:.1f} s"]]

@@ -393,7 +393,9 @@ class Consumer:
     def on_revoked(self, partitions: set[tuple[str, int]]) -> None:
         """Checkpoint, then forget the shards of the revoked partitions."""
         started = time.perf_counter()
-        self.checkpoint()
+        # no commit to the bus here: the hook runs on the Kafka client's I/O thread, where a
+        # blocking call fails; the store holds the offsets that count
+        self.checkpoint(commit_to_bus=False)
         self.processor.drop_shards(self.shards_of(partitions))
         self.metrics.handovers.labels("revoked").inc(len(partitions))
         self.metrics.partitions_assigned.set(0)
@@ -432,8 +434,9 @@ class Consumer:
         self.pending.decisions += out.decisions
         self.pending.dead_letters += out.dead_letters
 
-    def checkpoint(self) -> None:
-        """One store transaction: changed state rows, decisions, dead letters, offsets."""
+    def checkpoint(self, commit_to_bus: bool = True) -> None:
+        """One store transaction: changed state rows, decisions, dead letters, offsets; then,
+        for lag tools, the same offsets to the bus."""
         if not self.offsets and not self.processor.table.dirty:
             return
         started = time.perf_counter()
@@ -445,7 +448,8 @@ class Consumer:
             self.store.insert_dead_letters(conn, self.pending.dead_letters)
             self.store.save_offsets(conn, self.group, self.offsets)
         table.dirty.clear()
-        self.consumer.commit(self.offsets)
+        if commit_to_bus:
+            self.consumer.commit(self.offsets)
         self.pending, self.offsets = BatchOutput(), {}
         self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)

@@ -128,7 +128,7 @@ def season_decisions(dtype: str, parcels: int, workdir: Path) -> dict[str, tuple
     daemon.consumer.checkpoint()
     items = daemon.store.list_decisions(limit=parcels * 2).items
     daemon.shutdown()
-    return {d["parcel_id"]: (d["crop"], d["day_of_season"]) for d in items}
+    return {d["parcel_id"]: (d["class"], d["day_of_season"]) for d in items}
 
 
 def main() -> None:

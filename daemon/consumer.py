@@ -307,11 +307,12 @@ class Processor:
     def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:
         t = self.table
         names = self.meta.class_names
-        probabilities = np.exp(t.log_probs[rows]).round(6).tolist()
+        probabilities = np.exp(t.log_probs[rows].astype(np.float64)).round(6).tolist()
         classes = np.argmax(t.log_probs[rows], axis=1)
         # columns as Python values once, not numpy scalars per field
         seasons, days = t.season[rows].tolist(), t.day[rows].tolist()
-        p_stop, observed = t.p_stop[rows].round(6).tolist(), t.observations[rows].tolist()
+        p_stop = t.p_stop[rows].astype(np.float64).round(6).tolist()
+        observed = t.observations[rows].tolist()
         times, shards = t.last_time[rows].tolist(), t.shard[rows].tolist()
         for i, row in enumerate(rows.tolist()):
             parcel = t.parcel_id(row)

@@ -74,6 +74,15 @@ def _upsert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     conn.execute(statement, list(rows))
 
 
+def decision_view(row: Any) -> dict[str, Any]:
+    """A stored decision with the message contract's field names (``class``, parsed
+    probabilities)."""
+    view = dict(row)
+    view["class"] = view.pop("crop")
+    view["probabilities"] = json.loads(view["probabilities"])
+    return view
+
+
 @dataclass(frozen=True)
 class DecisionPage:
     items: list[dict[str, Any]]
@@ -257,7 +266,7 @@ class Store:
             rows = conn.execute(sa.select(table).where(where)
                                 .order_by(table.c.acquired_at, table.c.decision_id)
                                 .limit(limit).offset(offset)).mappings()
-            items = [{**dict(r), "probabilities": json.loads(r["probabilities"])} for r in rows]
+            items = [decision_view(r) for r in rows]
         return DecisionPage(items, int(total))
 
     def decisions_for(self, parcel_id: str) -> list[dict[str, Any]]:
@@ -265,7 +274,7 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
                                 .order_by(table.c.season)).mappings()
-            return [{**dict(r), "probabilities": json.loads(r["probabilities"])} for r in rows]
+            return [decision_view(r) for r in rows]
 
     def dead_letter_counts(self) -> dict[str, int]:
         table = DEAD_LETTERS

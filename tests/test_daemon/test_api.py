@@ -56,5 +56,5 @@ def test_parcel_view(tmp_path):
     client = make_client(tmp_path)
     body = client.get("/parcels/p1").json()
     assert body["label"] == "maize" and body["state"] is None
-    assert body["decisions"][0]["class" if "class" in body["decisions"][0] else "crop"] == "maize"
+    assert body["decisions"][0]["class"] == "maize"
     assert client.get("/parcels/nope").status_code == 404

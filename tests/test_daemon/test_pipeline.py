@@ -42,7 +42,7 @@ def test_decisions_equal_the_offline_model(daemon):
     names = daemon.model.metadata.class_names
     for i in range(150):
         d = decisions[f"sim-{i:06d}"]
-        assert d["crop"] == names[offline.predicted[i]]
+        assert d["class"] == names[offline.predicted[i]]
         assert d["day_of_season"] == pytest.approx(offline.stop_day[i], abs=1e-3)
         assert d["forced"] == (offline.stop_step[i] == series.lengths[i] - 1
                                and offline.p_stop[i, offline.stop_step[i]] < 0.5)

@@ -38,7 +38,7 @@ def decisions(port: int) -> dict[str, tuple[str, float]]:
         if not body or not body["items"]:
             break
         items += body["items"]
-    return {d["parcel_id"]: (d["crop"], round(d["day_of_season"], 3)) for d in items}
+    return {d["parcel_id"]: (d["class"], round(d["day_of_season"], 3)) for d in items}
 
 
 def test_two_consumers_split_the_shards_and_survive_a_kill(tmp_path, unique, kafka_bootstrap,

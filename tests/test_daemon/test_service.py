@@ -64,7 +64,7 @@ def all_decisions(port: int) -> dict[str, tuple]:
         if not body["items"]:
             break
         items += body["items"]
-    return {d["parcel_id"]: (d["decision_id"], d["crop"], d["day_of_season"], d["forced"],
+    return {d["parcel_id"]: (d["decision_id"], d["class"], d["day_of_season"], d["forced"],
                              json.dumps(d["probabilities"], sort_keys=True)) for d in items}
 
 

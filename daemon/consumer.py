@@ -21,9 +21,10 @@ import torch
 
 from eowatch.models.artifact import LoadedModel
 
-from .bus.base import Bus, BusConsumer, OutMessage, Record
+from .bus.base import Bus, BusConsumer, Record
 from .messages import Decision, MessageError, ObservationChunk, decision_id, season_of
 from .metrics import Metrics
+from .output import OutputStage
 from .state import StateTable
 from .store.store import Store
 
@@ -365,6 +366,7 @@ class Consumer:
         self.offsets: dict[tuple[str, int], int] = {}
         self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.tally: Tally[str] = Tally()
+        self.output = OutputStage(bus, topics, metrics)
         self.consumer: BusConsumer = bus.consumer(
             group, [self.topics["observations"]], max_poll_records,
             on_assigned=self.on_assigned, on_revoked=self.on_revoked)
@@ -424,14 +426,8 @@ class Consumer:
         return len(records)
 
     def publish(self, out: BatchOutput) -> None:
-        if out.decisions:
-            self.bus.publish(self.topics["decisions"], [
-                OutMessage(d.parcel_id.encode(), d.encode(), d.shard) for d in out.decisions])
-        if out.dead_letters:
-            self.bus.publish(self.topics["deadletter"], [
-                OutMessage(f"{d['topic']}:{d['partition']}:{d['offset']}".encode(),
-                           json.dumps({k: v for k, v in d.items() if k != "payload"}).encode(),
-                           d["partition"]) for d in out.dead_letters])
+        """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
+        self.output.put(out.decisions, out.dead_letters)
         self.pending.decisions += out.decisions
         self.pending.dead_letters += out.dead_letters
 
@@ -441,6 +437,7 @@ class Consumer:
         if not self.offsets and not self.processor.table.dirty:
             return
         started = time.perf_counter()
+        self.output.drain()  # outputs reach the bus before the store records them
         table = self.processor.table
         rows = table.checkpoint_rows(table.dirty)
         with self.store.transaction() as conn:
@@ -464,6 +461,7 @@ class Consumer:
 
     def close(self) -> None:
         self.checkpoint()
+        self.output.close()
         self.consumer.close()
 
 

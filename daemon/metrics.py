@@ -62,4 +62,8 @@ class Metrics:
         self.shard_evictions = Counter("eowatch_shard_evictions_total",
                                        "Shards paged out to keep state within its budget",
                                        registry=r)
+        self.queue_depth = Gauge("eowatch_queue_depth", "Batches waiting between stages",
+                                 ["stage"], registry=r)
+        self.output_errors = Counter("eowatch_output_errors_total",
+                                     "Failed attempts to publish outputs (retried)", registry=r)
         self.build = Info("eowatch_build", "Version, model and backends", registry=r)

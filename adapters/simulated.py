@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -31,7 +32,8 @@ class SimulatedFeed(Adapter):
 
     def __init__(self, publisher: Publisher, n_parcels: int, seed: int, shards: int,
                  days_per_second: float, start_year: int, seasons: int = 0,
-                 interval_seconds: float = 1.0, clock=time.monotonic) -> None:  # noqa: ANN001
+                 interval_seconds: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.publisher, self.seed, self.shards = publisher, seed, shards
         self.days_per_second, self.start_year = days_per_second, start_year
         self.seasons, self.interval_seconds, self.clock = seasons, interval_seconds, clock
@@ -54,9 +56,7 @@ class SimulatedFeed(Adapter):
         """The season's simulator and its acquisitions (day, tile) in time order; one cached."""
         if self._cached is None or self._cached[0] != season:
             sim = ParcelSimulator(len(self.parcel_ids), seed=self.seed * 1000 + season)
-            events = sorted((int(day), tile) for tile, days in enumerate(sim.schedules)
-                            for day in days)
-            self._cached = (season, sim, events)
+            self._cached = (season, sim, sim.events())
         return self._cached[1], self._cached[2]
 
     def parcel_rows(self) -> list[dict]:

@@ -69,22 +69,13 @@ def drain(consumer: Consumer, expected_records: int, latencies: list[float] | No
     from the first record on."""
     seen, first, deadline = 0, None, time.monotonic() + timeout_s
     while seen < expected_records and time.monotonic() < deadline:
-        records = consumer.consumer.poll(consumer.max_poll_records, 0.2)
+        records = consumer.run_once(timeout_s=0.2)
         if not records:
             continue
         first = first or time.perf_counter()
-        out = type(consumer.pending)()
-        consumer.processor.process(records, out)
-        consumer.publish(out)
-        done = time.time()
         if latencies is not None:
+            done = time.time()
             latencies += [done - r.timestamp for r in records if r.timestamp]
-        for r in records:
-            key = (r.topic, r.partition)
-            consumer.offsets[key] = max(consumer.offsets.get(key, 0), r.offset + 1)
-        consumer.chunks_since += len(records)
-        if time.monotonic() - consumer.last_checkpoint >= consumer.checkpoint_seconds:
-            consumer.checkpoint()
         seen += len(records)
     consumer.checkpoint()
     if seen < expected_records:

@@ -27,6 +27,7 @@ from .metrics import Metrics
 from .output import OutputStage
 from .state import StateTable
 from .store.store import Store
+from .store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,6 @@ class ParcelRegistry:
             found = self.index.get_indexer(target)
         return found
 
-    def ids_of_shard(self, shard: int) -> np.ndarray:
-        return np.asarray(self.index[self.shards == shard], dtype=object)
-
 
 class Processor:
     """Applies chunks to the state table; pure with respect to the bus and the store."""
@@ -108,7 +106,7 @@ class Processor:
     def __init__(self, loaded: LoadedModel, registry: ParcelRegistry, metrics: Metrics,
                  min_valid_fraction: float, stop_threshold: float | None = None,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
-                 load_states: Callable[[list[int]], list[tuple[str, bytes, str | None]]]
+                 load_states: Callable[[list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None,
                  budget_bytes: int | None = None, step_batch: int = 2048) -> None:
         self.model, self.meta = loaded.model, loaded.metadata
@@ -137,10 +135,7 @@ class Processor:
         mask = np.isin(self.registry.shards, missing)
         self.table.add(np.asarray(self.registry.index[mask], dtype=object),
                        self.registry.shards[mask])
-        records = self.load_states(missing)
-        if records:
-            positions = self.registry.lookup(np.array([r[0] for r in records], dtype=object))
-            self.table.restore(records, self.registry.shards[positions])
+        self.table.restore(self.load_states(missing))
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.parcels_tracked.set(len(self.table))
@@ -383,15 +378,10 @@ class Consumer:
         self.processor.ensure_shards(shards)
         seconds = time.perf_counter() - started
         self.metrics.handovers.labels("assigned").inc(len(partitions))
-        self.metrics.partitions_assigned.set(len(self.consumer_assignment(partitions)))
+        self.metrics.partitions_assigned.set(len(self.consumer.assignment()))
         self.metrics.handover_seconds.observe(seconds)
         log.info("assigned %d partition(s), %d shard(s): %d parcels in memory, loaded in %.2f s",
                  len(partitions), len(shards), len(self.processor.table), seconds)
-
-    def consumer_assignment(self, assigned: set[tuple[str, int]]) -> set[tuple[str, int]]:
-        """The full assignment (the hook may run before ``self.consumer`` is set)."""
-        consumer = getattr(self, "consumer", None)
-        return consumer.assignment() | assigned if consumer is not None else assigned
 
     def on_revoked(self, partitions: set[tuple[str, int]]) -> None:
         """Checkpoint, then forget the shards of the revoked partitions."""
@@ -405,7 +395,7 @@ class Consumer:
         log.info("revoked %d partition(s) after a checkpoint in %.2f s", len(partitions),
                  time.perf_counter() - started)
 
-    def run_once(self, timeout_s: float = 0.5) -> int:
+    def run_once(self, timeout_s: float = 0.5) -> list[Record]:
         """Poll and process one batch, checkpointing when due; returns the records handled."""
         records = self.consumer.poll(self.max_poll_records, timeout_s)
         if records:
@@ -422,8 +412,10 @@ class Consumer:
                                   >= self.checkpoint_seconds):
             self.checkpoint()
             self.page_out()
-        self.metrics.consumer_lag.set(self.consumer.lag())
-        return len(records)
+            self.metrics.consumer_lag.set(self.consumer.lag())
+        elif not records:  # lag costs a query (embedded) or a request (Kafka): not per batch
+            self.metrics.consumer_lag.set(self.consumer.lag())
+        return records
 
     def publish(self, out: BatchOutput) -> None:
         """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
@@ -466,8 +458,6 @@ class Consumer:
 
 
 def decision_row(d: Decision) -> dict[str, Any]:
-    from .store.tables import utcnow
-
     return {"decision_id": d.decision_id, "parcel_id": d.parcel_id, "season": d.season,
             "feed": d.feed, "model_version": d.model_version, "crop": d.crop,
             "probabilities": json.dumps(d.probabilities), "p_stop": d.p_stop,

@@ -172,13 +172,13 @@ class StateTable:
         return list(zip(self.ids[rows].tolist(), self.shard[rows].tolist(), blobs,
                         self.acquisition[rows].tolist(), strict=True))
 
-    def restore(self, records: list[tuple[str, bytes, str | None]], shard_of: np.ndarray) -> None:
-        """Load checkpoint records (parcel id, packed record, acquisition id); ``shard_of``
-        gives each record's shard. Records of another layout (another model) are refused."""
+    def restore(self, records: list[tuple[str, int, bytes, str | None]]) -> None:
+        """Load checkpoint records (parcel id, shard, packed record, acquisition id), as
+        ``checkpoint_rows`` makes them. Records of another layout (another model) are refused."""
         if not records:
             return
         dtype = self.record_dtype()
-        ids, blobs, acquisitions = zip(*records, strict=True)
+        ids, shards, blobs, acquisitions = zip(*records, strict=True)
         if any(len(b) != dtype.itemsize for b in blobs):
             raise EowatchError(
                 f"checkpointed state does not fit the model's layout ({dtype.itemsize} bytes per "
@@ -186,7 +186,7 @@ class StateTable:
                 "state; use a new consumer group (EOWATCH_CONSUMER_GROUP) or the previous model "
                 "and EOWATCH_STATE_DTYPE")
         packed = np.frombuffer(b"".join(blobs), dtype)
-        rows = self.add(np.array(ids, dtype=object), shard_of)
+        rows = self.add(np.array(ids, dtype=object), np.array(shards, np.int64))
         self.state[torch.as_tensor(rows, device=self.device)] = torch.as_tensor(
             packed["state"].copy(), device=self.device)
         self.log_probs[rows] = packed["log_probs"]

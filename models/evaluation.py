@@ -27,8 +27,7 @@ def evaluate(loaded: LoadedModel, data: SeriesSet, plot_dir: Path | None = None,
              threshold: float | None = None, device: str = "cpu") -> Evaluation:
     meta = loaded.metadata
     data = data.with_classes(meta.class_names)
-    if data.band_names != meta.band_names:
-        loaded.check_bands(data.name, data.band_names)
+    loaded.check_bands(data.name, data.band_names)
     threshold = meta.stop_threshold if threshold is None else threshold
     predictions = predict(loaded.model, data, threshold, device)
     sampled = predict(loaded.model, data, threshold, device, rule="sampled")

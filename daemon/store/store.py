@@ -194,10 +194,12 @@ class Store:
                                               "updated_at": utcnow()}], ["feed"], update=True)
 
     # consumer checkpoints
-    def load_states(self, shards: Iterable[int]) -> list[tuple[str, bytes, str | None]]:
-        """(parcel id, packed state, last acquisition id) of every parcel of these shards."""
+    def load_states(self, shards: Iterable[int]) -> list[tuple[str, int, bytes, str | None]]:
+        """(parcel id, shard, packed state, last acquisition id) of every parcel of these
+        shards: the rows ``save_states`` wrote."""
         table = PARCEL_STATE
-        return self._fetch_all(sa.select(table.c.parcel_id, table.c.data, table.c.acquisition_id)
+        return self._fetch_all(sa.select(table.c.parcel_id, table.c.shard, table.c.data,
+                                         table.c.acquisition_id)
                                .where(table.c.shard.in_([int(s) for s in shards])))
 
     def get_state(self, parcel_id: str) -> tuple[bytes, str | None] | None:

@@ -163,11 +163,14 @@ class ParcelSimulator:
                            values=np.clip(values, 0.0, 1.0).astype(np.float32),
                            valid_fraction=valid.astype(np.float32))
 
+    def events(self) -> list[tuple[int, int]]:
+        """(day, tile) of every acquisition of the season, in time order (ties by tile)."""
+        return sorted((int(day), tile) for tile, days in enumerate(self.schedules)
+                      for day in days)
+
     def acquisitions(self) -> Iterator[Acquisition]:
         """Every acquisition of the season in time order (ties by tile)."""
-        events = sorted((int(day), tile) for tile, days in enumerate(self.schedules)
-                        for day in days)
-        for day, tile in events:
+        for day, tile in self.events():
             yield self.acquire(tile, day)
 
     def series(self, min_valid_fraction: float = 0.5) -> SeriesSet:

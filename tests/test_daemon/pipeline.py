@@ -28,7 +28,7 @@ def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
             adapter.poll()
         handled = daemon.consumer.run_once(timeout_s=0.5)
         finished = all(getattr(a, "finished", True) for a in daemon.adapters)
-        idle = idle + 1 if handled == 0 and finished else 0
+        idle = idle + 1 if not handled and finished else 0
         consumer = daemon.consumer.consumer
         if idle >= 3 and consumer.assignment() and consumer.lag() == 0:
             daemon.consumer.checkpoint()  # what a running daemon does within a second

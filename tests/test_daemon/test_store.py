@@ -74,7 +74,7 @@ def test_state_rows_round_trip(store_url):
     with store.transaction() as conn:
         store.save_states(conn, [("p1", 1, b"\x01" * 16, "acq-1"), ("p2", 2, b"\x02" * 16, None)])
         store.save_states(conn, [("p1", 1, b"\x03" * 16, "acq-2")])
-    assert store.load_states([1]) == [("p1", b"\x03" * 16, "acq-2")]
+    assert store.load_states([1]) == [("p1", 1, b"\x03" * 16, "acq-2")]
     assert store.get_state("p2") == (b"\x02" * 16, None)
     assert store.load_states([7]) == [] and store.get_state("p9") is None
 

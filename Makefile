@@ -39,11 +39,12 @@ bench: setup
 	cd bench && ../$(BIN)/python ucr.py
 	cd bench && ../$(BIN)/python crops.py
 
-# Reproduces the bundled default model (simulated Sentinel-2 parcels, seed 0).
+# Reproduces the bundled default model (simulated Sentinel-2 parcels, seed 0, the 12 L2A bands).
 default-model: setup
 	$(BIN)/eowatch train simulated:5000:0 --out models/default/sentinel2-simulated.pt \
 	    --feed sentinel2 --season-start 01-01 --alpha 0.8 --epochs 40 --patience 8 \
-	    --version sentinel2-sim-1 --no-progress
+	    --bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12 \
+	    --version sentinel2-sim-2 --no-progress
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -28,12 +28,18 @@ OVERPASS = timedelta(hours=10, minutes=30)  # Sentinel-2's local morning pass, r
 
 class SimulatedFeed(Adapter):
     name = FEED
-    band_names = S2_BANDS
 
     def __init__(self, publisher: Publisher, n_parcels: int, seed: int, shards: int,
                  days_per_second: float, start_year: int, seasons: int = 0,
                  interval_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 band_names: Sequence[str] = S2_BANDS) -> None:
+        """``band_names``: the bands to publish (the model's), a subset of the simulator's 13."""
+        absent = [b for b in band_names if b not in S2_BANDS]
+        if absent:
+            raise ValueError(f"the simulated feed has no band(s) {absent}; it has {S2_BANDS}")
+        self.band_names = tuple(band_names)
+        self._columns = [S2_BANDS.index(b) for b in band_names]
         self.publisher, self.seed, self.shards = publisher, seed, shards
         self.days_per_second, self.start_year = days_per_second, start_year
         self.seasons, self.interval_seconds, self.clock = seasons, interval_seconds, clock
@@ -111,7 +117,7 @@ class SimulatedFeed(Adapter):
         chunks = chunks_by_shard(
             FEED, f"SIM_S{self.start_year + season}_{acquisition.acquisition_id}",
             self.acquired_at(season, day), self.band_names, ids,
-            self.parcel_shards[acquisition.parcels], acquisition.values,
+            self.parcel_shards[acquisition.parcels], acquisition.values[:, self._columns],
             acquisition.valid_fraction)
         cursor = {"season": season, "event": event + 1}
         self.publisher.publish(FEED, chunks, cursor)

@@ -39,6 +39,20 @@ class Metrics:
                                        registry=r)
         self.feed_chunks = Counter("eowatch_feed_chunks_published_total",
                                    "Chunks a feed published", ["feed"], registry=r)
+        self.feed_items = Counter("eowatch_feed_items_total",
+                                  "Feed items (scenes) by outcome: published, no_parcels, failed "
+                                  "(retried at the next poll), skipped (after too many failures)",
+                                  ["feed", "outcome"], registry=r)
+        self.feed_parcels = Counter("eowatch_feed_parcel_observations_total",
+                                    "Parcels measured by a feed: observed, or no_valid_pixels",
+                                    ["feed", "outcome"], registry=r)
+        self.feed_item_seconds = Histogram(
+            "eowatch_feed_item_seconds", "Time to read one item and publish it", ["feed"],
+            registry=r, buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.offset_contradictions = Counter(
+            "eowatch_reflectance_offset_contradictions_total",
+            "Items whose data contradict their metadata about the reflectance offset",
+            ["feed"], registry=r)
         self.dead_letters = Counter("eowatch_dead_letters_total",
                                     "Records sent to the dead-letter topic", ["reason"],
                                     registry=r)

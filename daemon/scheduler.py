@@ -21,7 +21,7 @@ def poll_job(adapter: Adapter, metrics: Metrics) -> None:
     try:
         chunks = adapter.poll()
     except Exception as exc:  # a feed fault must not stop the daemon: count, log, retry later
-        metrics.feed_errors.labels(adapter.name, "poll").inc()
+        metrics.feed_errors.labels(adapter.name, getattr(exc, "stage", "poll")).inc()
         log.error("feed %s: poll failed (%s: %s); retrying at the next interval",
                   adapter.name, exc.__class__.__name__, exc)
         return

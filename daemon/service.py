@@ -6,7 +6,9 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import torch
 import uvicorn
@@ -24,6 +26,9 @@ from .bus.embedded import EmbeddedBus, committed_offsets
 from .consumer import Consumer, ParcelRegistry, Processor
 from .metrics import Metrics
 from .store.store import Store
+
+if TYPE_CHECKING:
+    from eowatch.adapters.sentinel2 import Sentinel2Config
 
 log = logging.getLogger(__name__)
 TOPICS = ("observations", "decisions", "alerts", "deadletter")
@@ -45,7 +50,9 @@ def build_bus(settings: Settings, store: Store) -> Bus:
     return EmbeddedBus(store)
 
 
-def build_adapters(settings: Settings, publisher: Publisher) -> list[Adapter]:
+def build_adapters(settings: Settings, publisher: Publisher, band_names: tuple[str, ...],
+                   metrics: Metrics | None = None) -> list[Adapter]:
+    """The feeds named in EOWATCH_FEEDS, each publishing ``band_names`` (the model's)."""
     adapters: list[Adapter] = []
     for feed in settings.feeds:
         if feed == "simulated":
@@ -53,10 +60,28 @@ def build_adapters(settings: Settings, publisher: Publisher) -> list[Adapter]:
             adapters.append(SimulatedFeed(
                 publisher, settings.sim_parcels, settings.sim_seed, settings.shards,
                 settings.sim_days_per_second, settings.sim_start_year, settings.sim_seasons,
-                settings.sim_poll_seconds))
+                settings.sim_poll_seconds, band_names=band_names))
+        elif feed == "sentinel2":
+            from eowatch.adapters.sentinel2 import Sentinel2Feed
+            adapters.append(Sentinel2Feed(publisher, band_names, sentinel2_config(settings),
+                                          settings.s2_poll_seconds, metrics))
         else:
-            raise EowatchError(f"EOWATCH_FEEDS names unknown feed {feed!r}; known: simulated")
+            raise EowatchError(f"EOWATCH_FEEDS names unknown feed {feed!r}; known: "
+                               "simulated, sentinel2")
     return adapters
+
+
+def sentinel2_config(settings: Settings) -> Sentinel2Config:
+    from eowatch.adapters.sentinel2 import Sentinel2Config
+
+    start = settings.s2_start
+    return Sentinel2Config(
+        stac_url=settings.s2_stac_url, collection=settings.s2_collection,
+        scl_valid=settings.s2_scl_valid, max_cloud=settings.s2_max_cloud,
+        start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
+        lookback=timedelta(hours=settings.s2_lookback_hours), page_size=settings.s2_page_size,
+        max_items_per_poll=settings.s2_max_items_per_poll, max_attempts=settings.s2_max_attempts,
+        timeout_seconds=settings.s2_timeout_seconds)
 
 
 class Daemon:
@@ -71,8 +96,9 @@ class Daemon:
         self.bus.ensure_topics(list(self.topics.values()))
         self.device = pick_device(settings.device)
         self.model = load_artifact(settings.model_path, self.device)
-        self.adapters = build_adapters(settings, Publisher(self.bus, self.store,
-                                                           self.topics["observations"]))
+        self.adapters = build_adapters(
+            settings, Publisher(self.bus, self.store, self.topics["observations"]),
+            self.model.metadata.band_names, self.metrics)
         for adapter in self.adapters:
             self.model.check_bands(adapter.name, adapter.band_names)
             register = getattr(adapter, "parcel_rows", None)

@@ -12,6 +12,7 @@ from .errors import EowatchError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eowatch.adapters.cli import add_commands as add_adapter_commands
     from eowatch.daemon.cli import add_commands as add_daemon_commands
     from eowatch.models.cli import add_commands as add_model_commands
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_daemon_commands(commands)
     add_model_commands(commands)
+    add_adapter_commands(commands)
     return parser
 
 

@@ -36,6 +36,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="stop when the stopping probability reaches this (default 0.5)")
     p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
+    p.add_argument("--bands", type=lambda v: tuple(b.strip() for b in v.split(",")),
+                   help="comma-separated bands to train on, in model order (default: all)")
     p.add_argument("--season-start", help="season start MM-DD (long format without start_date)")
     p.add_argument("--version", help="model version string (default: derived from the data)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -59,11 +61,12 @@ def run_train(args: argparse.Namespace) -> int:
     from .metrics import summary
     from .training import TrainConfig, train
 
-    data = load_dataset(args.data, split="train", season_start=args.season_start)
+    data = load_dataset(args.data, split="train", bands=args.bands,
+                        season_start=args.season_start)
     validation = None
     if args.validation:
         validation = load_dataset(args.validation, split="test", class_names=data.class_names,
-                                  season_start=args.season_start)
+                                  bands=data.band_names, season_start=args.season_start)
     config = TrainConfig(alpha=args.alpha, epsilon=args.epsilon, hidden_size=args.hidden,
                          num_layers=args.layers, dropout=args.dropout,
                          learning_rate=args.learning_rate, batch_size=args.batch_size,

@@ -164,6 +164,28 @@ class Store:
         ids, shards, starts = zip(*rows, strict=True)
         return list(ids), list(shards), list(starts)
 
+    def parcel_geometries(self, exclude_source: str | None = None
+                          ) -> tuple[list[str], list[int], list[str]]:
+        """(ids, shards, GeoJSON WGS84 geometries) of the parcels that have a geometry, less
+        those registered by ``exclude_source``."""
+        where = [PARCELS.c.geometry.is_not(None)]
+        if exclude_source is not None:
+            where.append(PARCELS.c.source != exclude_source)
+        rows = self._fetch_all(sa.select(PARCELS.c.id, PARCELS.c.shard, PARCELS.c.geometry)
+                               .where(*where).order_by(PARCELS.c.id))
+        if not rows:
+            return [], [], []
+        ids, shards, geometries = zip(*rows, strict=True)
+        return list(ids), list(shards), list(geometries)
+
+    def parcels_version(self) -> tuple[int, datetime | None]:
+        """(count, newest write) of the parcels: changes whenever parcels are added or
+        re-imported, so feeds know when to reload geometries."""
+        with self.engine.connect() as conn:
+            count, newest = conn.execute(sa.select(sa.func.count(),
+                                                   sa.func.max(PARCELS.c.created_at))).one()
+        return int(count), newest
+
     def parcel_registry(self) -> dict[str, tuple[int, str | None]]:
         """parcel id -> (shard, season start or None)."""
         ids, shards, starts = self.parcel_columns()

@@ -46,5 +46,5 @@ def load_dataset(spec: str, *, split: str = "train", class_names: Sequence[str] 
                            "a .ts/.txt UCR file, ucr:NAME[:SPLIT], simulated:N[:SEED] or "
                            "breizhcrops:ROOT:REGION[:YEAR[:LEVEL]]")
     if bands is not None and tuple(bands) != data.band_names:
-        raise DatasetError(f"{data.name} has bands {list(data.band_names)}, not {list(bands)}")
+        data = data.select_bands(bands)
     return data.with_classes(class_names) if class_names is not None else data

@@ -58,6 +58,15 @@ class SeriesSet:
             labels=self.labels[index], sample_ids=self.sample_ids[index], groups=groups,
         )
 
+    def select_bands(self, bands: Sequence[str]) -> SeriesSet:
+        """These bands, in this order (a model's band list); an absent band is an error."""
+        absent = [b for b in bands if b not in self.band_names]
+        if absent:
+            raise DatasetError(f"{self.name} has no band(s) {absent}; it has "
+                               f"{list(self.band_names)}")
+        columns = [self.band_names.index(b) for b in bands]
+        return replace(self, values=self.values[..., columns], band_names=tuple(bands))
+
     def truncate(self, steps: int) -> SeriesSet:
         """The first ``steps`` steps of every sample (what is known early in the season)."""
         lengths = np.minimum(self.lengths, steps)

@@ -26,6 +26,9 @@ FILE_COLUMNS = ("B1", "B10", "B11", "B12", "B2", "B3", "B4", "B5", "B6", "B7", "
 # the model's band order: Sentinel-2's own, as every eowatch Sentinel-2 feed publishes it
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
             "B11", "B12")
+# Bottom-of-atmosphere (L2A) products drop B10: cirrus (1375 nm) sees the atmosphere, not the
+# ground. The bundled model and the Sentinel-2 feed's default collection use these 12.
+S2_L2A_BANDS = tuple(b for b in S2_BANDS if b != "B10")
 _FILE_NAME = {b: ("B" + b[1:].lstrip("0")) if b != "B8A" else "B8A" for b in S2_BANDS}
 DN_SCALE = 1e-4
 

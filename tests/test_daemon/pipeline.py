@@ -51,6 +51,7 @@ def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, flo
 
     loaded = load_artifact(DEFAULT_MODEL)
     series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+    series = series.select_bands(loaded.metadata.band_names)
     series = replace(series, days=series.days + np.float32(10.5 / 24))
     p = predict(loaded.model, series, loaded.metadata.stop_threshold)
     return {f"sim-{i:06d}": (loaded.metadata.class_names[p.predicted[i]],

@@ -82,7 +82,8 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
     registry = daemon.store.parcel_registry()
     shard = registry["sim-000000"][0]
     same_shard = [p for p, (s, _) in registry.items() if s == shard][:3]
-    nan_values = np.full((len(same_shard), 13), 0.2, np.float32)
+    nan_values = np.full((len(same_shard), len(daemon.model.metadata.band_names)), 0.2,
+                         np.float32)
     nan_values[1, 4] = np.nan
     bad = [
         OutMessage(b"1", b"not arrow at all", shard),

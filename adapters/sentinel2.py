@@ -1,0 +1,417 @@
+"""The Sentinel-2 feed: STAC discovery, COG windows, reflectance, per-parcel band means.
+
+``read_item`` turns one STAC item (one tile, one pass) and the parcels homed on its tile into
+per-parcel rows; the daemon's feed (``Sentinel2Feed``) and ``eowatch samples extract`` both use
+it. docs/sentinel2.md describes the settings, the pixel rule and the reflectance offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pystac
+import requests
+from affine import Affine
+from pystac_client import Client
+from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
+from urllib3 import Retry
+
+from eowatch.errors import EowatchError
+
+from .base import Adapter, Publisher, chunks_by_shard
+from .cog import Raster, RasterError, gdal_env
+from .reflectance import OffsetDecision, decide_offset
+from .tiles import ParcelSet, search_area, tile_square
+from .zonal import MIN_PIXELS, membership
+
+log = logging.getLogger(__name__)
+FEED = "sentinel2"
+
+# Model band -> Earth Search v1 asset key; other STAC APIs name assets by band ("B04") or
+# carry the band in eo:bands, which ``asset_href`` also accepts.
+EARTH_SEARCH_ASSETS = {
+    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
+    "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
+    "B10": "cirrus", "B11": "swir16", "B12": "swir22"}
+SCL_ASSETS = ("scl", "SCL")
+# Scene classification classes that count as a clear view of the ground: dark area pixels,
+# vegetation, not vegetated, water, unclassified, snow/ice (not: no data, saturated or defective,
+# cloud shadow, cloud medium/high probability, thin cirrus).
+SCL_VALID = (2, 4, 5, 6, 7, 11)
+BLOCK_METRES = 10_980.0   # parcels are read in windows of at most about this size (+ parcels)
+ALIGN_METRES = 60.0       # windows align on the coarsest band's pixels
+
+
+class ItemError(EowatchError, RuntimeError):
+    """An item that cannot be read now (a missing asset, an unreadable raster)."""
+
+    stage = "read"
+
+
+class SearchError(EowatchError, RuntimeError):
+    """The STAC API did not answer the search."""
+
+    stage = "search"
+
+
+@dataclass(frozen=True)
+class Sentinel2Config:
+    stac_url: str = "https://earth-search.aws.element84.com/v1"
+    collection: str = "sentinel-2-l2a"
+    scl_valid: tuple[int, ...] = SCL_VALID
+    max_cloud: float | None = None          # eo:cloud_cover filter of the search, percent
+    start: datetime | None = None           # first acquisition time when there is no cursor
+    lookback: timedelta = timedelta(days=3)  # late-published items within this are still read
+    page_size: int = 100
+    max_items_per_poll: int = 50
+    max_attempts: int = 5                   # polls that may fail on one item before it is skipped
+    timeout_seconds: float = 30.0
+    min_pixels: int = MIN_PIXELS
+
+
+@dataclass
+class ItemRows:
+    """What one item gives: one row per parcel with at least one valid pixel in every band."""
+
+    item_id: str
+    acquired_at: datetime
+    parcel_index: np.ndarray     # into the ParcelSet
+    values: np.ndarray           # [n, bands] float32 reflectance
+    valid_fraction: np.ndarray   # [n] float32
+    offset: OffsetDecision
+    no_valid_pixels: int = 0     # homed parcels left out: nothing valid in some band
+    parcels_homed: int = 0
+
+
+def asset_href(item: pystac.Item, band: str) -> str:
+    """The href of ``band``'s asset; ItemError naming the band when the item has none."""
+    for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower()):
+        if key and key in item.assets:
+            return item.assets[key].href
+    for asset in item.assets.values():
+        names = {b.get("name") for b in asset.extra_fields.get("eo:bands", [])}
+        if band in names and "data" in (asset.roles or []) and len(names) == 1:
+            return asset.href
+    raise ItemError(f"item {item.id} has no asset for band {band}; its assets: "
+                    f"{sorted(item.assets)}")
+
+
+def scl_href(item: pystac.Item) -> str | None:
+    for key in SCL_ASSETS:
+        if key in item.assets:
+            return item.assets[key].href
+    return None
+
+
+def item_epsg(item: pystac.Item) -> int:
+    props = item.properties
+    if props.get("proj:epsg"):
+        return int(props["proj:epsg"])
+    code = props.get("proj:code") or ""
+    if code.upper().startswith("EPSG:"):
+        return int(code.split(":")[1])
+    raise ItemError(f"item {item.id} states no projection (proj:epsg / proj:code)")
+
+
+def _tile_transform(item: pystac.Item, band: str, raster: Raster) -> Affine:
+    """The transform of the item's full tile grid: the asset's ``proj:transform`` where the item
+    states it, else the raster's own."""
+    for key in (EARTH_SEARCH_ASSETS.get(band), band):
+        stated = item.assets[key].extra_fields.get("proj:transform") \
+            if key in item.assets else None
+        if stated:
+            return Affine(*stated[:6])
+    return raster.transform
+
+
+def _windows(geometries: np.ndarray, origin: tuple[float, float]
+             ) -> Iterator[tuple[np.ndarray, tuple[float, float, float, float]]]:
+    """Blocks of nearby parcels and the aligned window (x0, y0, x1, y1) that holds each block."""
+    import shapely
+
+    bounds = shapely.bounds(geometries)
+    centre = (bounds[:, :2] + bounds[:, 2:]) / 2
+    block = np.floor((centre - origin) / BLOCK_METRES).astype(np.int64)
+    keys, which = np.unique(block, axis=0, return_inverse=True)
+    for k in range(len(keys)):
+        members = np.flatnonzero(which.ravel() == k)
+        b = bounds[members]
+        x0 = origin[0] + np.floor((b[:, 0].min() - origin[0]) / ALIGN_METRES) * ALIGN_METRES
+        y0 = origin[1] + np.floor((b[:, 1].min() - origin[1]) / ALIGN_METRES) * ALIGN_METRES
+        x1 = origin[0] + np.ceil((b[:, 2].max() - origin[0]) / ALIGN_METRES) * ALIGN_METRES
+        y1 = origin[1] + np.ceil((b[:, 3].max() - origin[1]) / ALIGN_METRES) * ALIGN_METRES
+        yield members, (float(x0), float(y0), float(x1), float(y1))
+
+
+def _grid(raster: Raster, window: tuple[float, float, float, float]
+          ) -> tuple[int, int, int, int, Affine]:
+    """(row, col, height, width, transform) of an aligned window on a raster's grid."""
+    x0, y0, x1, y1 = window
+    t, res = raster.transform, raster.resolution
+    col, row = round((x0 - t.c) / res), round((t.f - y1) / res)
+    width, height = round((x1 - x0) / res), round((y1 - y0) / res)
+    return row, col, height, width, Affine(res, 0, x0, 0, -res, y1)
+
+
+def _resample_mask(valid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The SCL clear mask on another resolution of the same aligned window: finer grids repeat
+    it, coarser grids take the majority of the pixels they cover."""
+    h, w = valid.shape
+    if (h, w) == (height, width):
+        return valid
+    if height > h:
+        f = height // h
+        return np.repeat(np.repeat(valid, f, axis=0), f, axis=1)
+    f = h // height
+    return valid.reshape(height, f, width, f).mean(axis=(1, 3)) >= 0.5
+
+
+def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
+              config: Sentinel2Config = Sentinel2Config()) -> ItemRows | None:
+    """Per-parcel mean reflectance and valid fraction of the parcels homed on this item's tile;
+    None when no registered parcel is."""
+    acquired_at = item.datetime
+    if acquired_at is None:
+        raise ItemError(f"item {item.id} has no datetime")
+    hrefs = [asset_href(item, band) for band in band_names]
+    scl = scl_href(item)
+    epsg = item_epsg(item)
+    with gdal_env(), ExitStack() as opened:
+        try:
+            rasters = [opened.enter_context(Raster(href)) for href in hrefs]
+            mask = opened.enter_context(Raster(scl)) if scl else None
+            for raster in rasters + ([mask] if mask else []):
+                if raster.crs is None or raster.crs.to_epsg() != epsg:
+                    raise ItemError(f"{raster.href}: CRS {raster.crs} is not the item's "
+                                    f"EPSG:{epsg}")
+            square = tile_square(_tile_transform(item, band_names[0], rasters[0]))
+            index, geometries = parcels.homed_in(epsg, square)
+            if not len(index):
+                return None
+            return _measure(item.id, acquired_at.astimezone(UTC), item.properties, index,
+                            geometries, rasters, mask, config)
+        except RasterError as exc:
+            raise ItemError(str(exc)) from None
+
+
+def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
+             index: np.ndarray, geometries: np.ndarray, rasters: list[Raster],
+             mask: Raster | None, config: Sentinel2Config) -> ItemRows:
+    n, bands = len(index), len(rasters)
+    mean_dn = np.full((n, bands), np.nan)
+    valid_pixels = np.zeros(n)
+    total_pixels = np.zeros(n)
+    samples: list[list[np.ndarray]] = [[] for _ in rasters]
+    origin = (rasters[0].transform.c, rasters[0].transform.f)
+    for members, window in _windows(geometries, origin):
+        clear: np.ndarray | None = None
+        if mask is not None:
+            row, col, height, width, transform = _grid(mask, window)
+            clear = np.isin(mask.read(row, col, height, width), config.scl_valid)
+            belongs = membership(geometries[members], transform, (height, width),
+                                 config.min_pixels)
+            valid_pixels[members] += belongs.counts(clear.ravel()[belongs.pixel].astype(float))
+            total_pixels[members] += belongs.counts()
+        by_resolution: dict[float, Any] = {}
+        for b, raster in enumerate(rasters):
+            row, col, height, width, transform = _grid(raster, window)
+            if raster.resolution not in by_resolution:
+                by_resolution[raster.resolution] = membership(
+                    geometries[members], transform, (height, width), config.min_pixels)
+            belongs = by_resolution[raster.resolution]
+            dn = raster.read(row, col, height, width)
+            ok = dn != raster.nodata
+            if clear is not None:
+                ok &= _resample_mask(clear, height, width)
+            mean, _ = belongs.means(dn, ok)
+            mean_dn[members, b] = mean
+            samples[b].append(dn.ravel()[belongs.pixel][ok.ravel()[belongs.pixel]])
+            if mask is None and b == 0:  # no scene classification: valid means not nodata
+                valid_pixels[members] += belongs.counts(ok.ravel()[belongs.pixel].astype(float))
+                total_pixels[members] += belongs.counts()
+    offset = decide_offset(properties, (np.concatenate(s) for s in samples))
+    observed = np.isfinite(mean_dn).all(axis=1) & (valid_pixels > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(total_pixels > 0, valid_pixels / total_pixels, 0.0)
+    return ItemRows(item_id, acquired_at, index[observed],
+                    offset.reflectance(mean_dn[observed]).astype(np.float32),
+                    fraction[observed].astype(np.float32), offset,
+                    no_valid_pixels=int((~observed).sum()), parcels_homed=n)
+
+
+class StacSearch:
+    """Searches one collection of a STAC API, every page, with retries on 429 and 5xx."""
+
+    def __init__(self, config: Sentinel2Config) -> None:
+        self.config = config
+        retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+                      allowed_methods=None, raise_on_status=False)
+        self.io = StacApiIO(max_retries=retry, timeout=config.timeout_seconds)
+        self._client: Client | None = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client.open(self.config.stac_url, stac_io=self.io,
+                                       timeout=self.config.timeout_seconds)
+        return self._client
+
+    def items(self, intersects: dict, since: datetime, until: datetime | None = None
+              ) -> list[pystac.Item]:
+        """Items acquired at or after ``since`` (and before ``until``), oldest first."""
+        end = until.astimezone(UTC).isoformat() if until else ".."
+        query = ({"eo:cloud_cover": {"lte": self.config.max_cloud}}
+                 if self.config.max_cloud is not None else None)
+        try:
+            search = self.client().search(
+                collections=[self.config.collection], intersects=intersects,
+                datetime=f"{since.astimezone(UTC).isoformat()}/{end}", query=query,
+                sortby=[{"field": "properties.datetime", "direction": "asc"}],
+                limit=self.config.page_size)
+            found = list(search.items())
+        except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
+            self._client = None  # reopen next time: the API may have come back elsewhere
+            raise SearchError(f"STAC search of {self.config.stac_url} failed: "
+                              f"{exc.__class__.__name__}: {exc}") from None
+        return sorted(found, key=lambda i: (i.datetime or datetime.min.replace(tzinfo=UTC),
+                                            i.id))
+
+
+@dataclass
+class Cursor:
+    """Where the feed stands: the newest item read (datetime, id), the items read within the
+    look-back window (late publications are still picked up), failures per item, and the items
+    skipped after too many failures."""
+
+    datetime: datetime | None = None
+    id: str | None = None
+    recent: dict[str, str] = field(default_factory=dict)     # item id -> acquisition time
+    failures: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, stored: dict[str, Any] | None) -> Cursor:
+        if not stored:
+            return cls()
+        when = stored.get("datetime")
+        return cls(datetime.fromisoformat(when) if when else None, stored.get("id"),
+                   dict(stored.get("recent", {})), dict(stored.get("failures", {})),
+                   list(stored.get("skipped", [])))
+
+    def dump(self) -> dict[str, Any]:
+        return {"datetime": self.datetime.isoformat() if self.datetime else None, "id": self.id,
+                "recent": self.recent, "failures": self.failures, "skipped": self.skipped[-100:]}
+
+    def after(self, item: pystac.Item, lookback: timedelta) -> Cursor:
+        """The cursor once ``item`` is read (or given up on)."""
+        when = item.datetime.astimezone(UTC)  # type: ignore[union-attr]
+        newest = max(self.datetime, when) if self.datetime else when
+        recent = {k: v for k, v in {**self.recent, item.id: when.isoformat()}.items()
+                  if datetime.fromisoformat(v) >= newest - lookback}
+        failures = {k: v for k, v in self.failures.items() if k != item.id}
+        newest_id = item.id if newest == when else self.id
+        return Cursor(newest, newest_id, recent, failures, list(self.skipped))
+
+
+class Sentinel2Feed(Adapter):
+    """Polls the STAC API for new items over the registered parcels and publishes, per item,
+    one chunk per shard; the cursor moves only with the bus's acknowledgement."""
+
+    name = FEED
+
+    def __init__(self, publisher: Publisher, band_names: Sequence[str], config: Sentinel2Config,
+                 interval_seconds: float = 600.0, metrics: Any = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.publisher, self.band_names, self.config = publisher, tuple(band_names), config
+        self.interval_seconds, self.metrics, self.now = interval_seconds, metrics, now
+        self.search = StacSearch(config)
+        self._parcels: ParcelSet | None = None
+        self._parcels_version: tuple[int, datetime | None] | None = None
+
+    def parcels(self) -> ParcelSet:
+        """The registered parcels with geometries, reloaded when the registry changes."""
+        version = self.publisher.store.parcels_version()
+        if self._parcels is None or version != self._parcels_version:
+            self._parcels = ParcelSet.from_geojson(*self.publisher.store.parcel_geometries(
+                exclude_source="simulated"))
+            self._parcels_version = version
+        return self._parcels
+
+    def cursor(self) -> Cursor:
+        return Cursor.load(self.publisher.store.get_cursor(FEED))
+
+    def poll(self) -> int:
+        parcels = self.parcels()
+        if not len(parcels):
+            log.info("sentinel2: no parcels with a geometry registered; nothing to search for")
+            return 0
+        cursor = self.cursor()
+        since = (cursor.datetime - self.config.lookback if cursor.datetime
+                 else self.config.start or self.now() - timedelta(days=30))
+        items = [i for i in self.search.items(search_area(parcels), since)
+                 if i.id not in cursor.recent]
+        published = 0
+        for item in items[:self.config.max_items_per_poll]:
+            started = time.perf_counter()
+            try:
+                rows = read_item(item, parcels, self.band_names, self.config)
+            except ItemError as exc:
+                cursor = self._failed(cursor, item, exc)
+                if item.id in cursor.failures:
+                    raise  # retried at the next poll; nothing after it is read before then
+                continue
+            cursor = cursor.after(item, self.config.lookback)
+            chunks = [] if rows is None else chunks_by_shard(
+                FEED, item.id, rows.acquired_at, self.band_names,
+                parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
+                rows.valid_fraction)
+            self.publisher.publish(FEED, chunks, cursor.dump())
+            published += len(chunks)
+            self._count(item, rows, time.perf_counter() - started)
+        return published
+
+    def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
+        attempts = cursor.failures.get(item.id, 0) + 1
+        self._inc("feed_items", "failed")
+        if attempts < self.config.max_attempts:
+            log.warning("sentinel2: item %s failed (attempt %d of %d): %s", item.id, attempts,
+                        self.config.max_attempts, exc)
+            cursor = Cursor(cursor.datetime, cursor.id, cursor.recent,
+                            {**cursor.failures, item.id: attempts}, cursor.skipped)
+            self.publisher.publish(FEED, [], cursor.dump())
+            return cursor
+        log.error("sentinel2: item %s skipped after %d failed attempts: %s", item.id, attempts, exc)
+        self._inc("feed_items", "skipped")
+        skipped = cursor.after(item, self.config.lookback)
+        skipped.skipped.append({"id": item.id, "reason": str(exc)})
+        self.publisher.publish(FEED, [], skipped.dump())
+        return skipped
+
+    def _count(self, item: pystac.Item, rows: ItemRows | None, seconds: float) -> None:
+        if rows is None:
+            self._inc("feed_items", "no_parcels")
+            return
+        self._inc("feed_items", "published")
+        if self.metrics is not None:
+            self.metrics.feed_parcels.labels(FEED, "observed").inc(len(rows.parcel_index))
+            self.metrics.feed_parcels.labels(FEED, "no_valid_pixels").inc(rows.no_valid_pixels)
+            self.metrics.feed_item_seconds.labels(FEED).observe(seconds)
+            if rows.offset.contradiction:
+                self.metrics.offset_contradictions.labels(FEED).inc()
+        if rows.offset.contradiction:
+            log.warning("sentinel2: item %s says the reflectance offset is %sapplied but its "
+                        "data say %s; following the data", item.id,
+                        "" if rows.offset.metadata_applied else "not ", rows.offset.verdict)
+        log.info("sentinel2: %s: %d parcels observed, %d without valid pixels, %.1f s", item.id,
+                 len(rows.parcel_index), rows.no_valid_pixels, seconds)
+
+    def _inc(self, metric: str, outcome: str) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, metric).labels(FEED, outcome).inc()

@@ -1,0 +1,352 @@
+"""Sentinel-2 test data in the real formats, and a local STAC API + COG server.
+
+``write_scene`` writes one acquisition of one tile as Earth Search v1 publishes it: a STAC item
+built on the real item in ../shared/fixtures (same asset keys, raster:bands, properties, links)
+and single-band COGs written with rasterio in the real layout (UTM CRS, the tile's 10980-pixel
+grid cropped to a window, uint16 with nodata 0, internal tiling, overviews; SCL as uint8).
+``StacServer`` serves the items through /search (POST and GET, paged with rel=next links like
+Earth Search) and the COGs with HTTP range requests, as GDAL's /vsicurl/ reads them, and can be
+told to fail: 5xx answers, missing files, truncated files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pyproj
+import rasterio
+import shapely
+from affine import Affine
+
+FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" /
+           "earthsearch_v1_sentinel-2-l2a_S2A_39QTA_20230628_0_L2A.json")
+BUNDLED_FIXTURE = Path(__file__).with_name("data") / FIXTURE.name
+BAND_RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+                   "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20}
+# Reflectance of a green crop, in band order (what the scene paints inside parcels)
+CROP = {"B01": 0.03, "B02": 0.04, "B03": 0.07, "B04": 0.04, "B05": 0.11, "B06": 0.30,
+        "B07": 0.38, "B08": 0.42, "B8A": 0.43, "B09": 0.44, "B11": 0.22, "B12": 0.11}
+SOIL = {b: 0.12 + 0.02 * i for i, b in enumerate(CROP)}
+ASSET_OF = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
+            "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
+            "B11": "swir16", "B12": "swir22"}
+
+
+def fixture_item() -> dict[str, Any]:
+    path = FIXTURE if FIXTURE.is_file() else BUNDLED_FIXTURE
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A Sentinel-2 tile: UTM zone (EPSG) and the south-west corner of its MGRS square."""
+
+    name: str
+    epsg: int
+    east: float
+    north: float
+
+    @property
+    def transform(self) -> Affine:  # the full 10 m grid, as Earth Search states it
+        return Affine(10, 0, self.east - 20, 0, -10, self.north + 100_000)
+
+    def to_utm(self, lon: float, lat: float) -> tuple[float, float]:
+        return pyproj.Transformer.from_crs(4326, self.epsg, always_xy=True).transform(lon, lat)
+
+    def to_lonlat(self, geometry: shapely.Geometry) -> shapely.Geometry:
+        back = pyproj.Transformer.from_crs(self.epsg, 4326, always_xy=True)
+        return shapely.transform(geometry,
+                                 lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+
+
+# Two neighbouring tiles near Rennes (zone 30): 30UWU and, 100 km east, 30UXU.
+T30UWU = Tile("30UWU", 32630, 500_000.0, 5_300_000.0)
+T30UXU = Tile("30UXU", 32630, 600_000.0, 5_300_000.0)
+
+
+@dataclass
+class Scene:
+    """One acquisition of one tile over a window (x0, y0, x1, y1 in UTM metres, aligned on the
+    tile's 60 m grid). Pixels whose centre lies in a parcel get the crop spectrum plus the
+    parcel's brightness; the rest is soil. ``raw`` adds the +1000 DN offset to the files."""
+
+    tile: Tile
+    window: tuple[float, float, float, float]
+    when: datetime
+    item_id: str = ""
+    parcels: list[shapely.Geometry] = field(default_factory=list)   # UTM
+    brightness: list[float] = field(default_factory=list)
+    baseline: str = "05.09"
+    raw: bool = False                  # files hold DN + 1000
+    offset_applied_flag: bool | None = True   # earthsearch:boa_offset_applied; None: absent
+    clouds: list[tuple[float, float, float, float]] = field(default_factory=list)
+    nodata: list[tuple[float, float, float, float]] = field(default_factory=list)
+    noise: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.item_id:
+            self.item_id = f"S2B_{self.tile.name}_{self.when:%Y%m%d}_0_L2A"
+
+    def reflectance(self, band: str, resolution: int) -> np.ndarray:
+        x0, y0, x1, y1 = self.window
+        transform = Affine(resolution, 0, x0, 0, -resolution, y1)
+        shape = (round((y1 - y0) / resolution), round((x1 - x0) / resolution))
+        values = np.full(shape, SOIL[band])
+        if self.parcels:
+            labels = rasterio.features.rasterize(
+                zip(self.parcels, range(1, len(self.parcels) + 1), strict=True),
+                out_shape=shape, transform=transform, fill=0, dtype="int32")
+            inside = labels > 0
+            brightness = np.asarray(self.brightness or [0.0] * len(self.parcels))
+            values[inside] = CROP[band] + brightness[labels[inside] - 1]
+        if self.noise:
+            rng = np.random.default_rng(self.seed * 100 + resolution + len(band))
+            values = values + rng.normal(0, self.noise, shape)
+        return values
+
+    def _mask(self, boxes: list[tuple[float, float, float, float]], resolution: int
+              ) -> np.ndarray:
+        x0, y0, x1, y1 = self.window
+        shape = (round((y1 - y0) / resolution), round((x1 - x0) / resolution))
+        if not boxes:
+            return np.zeros(shape, bool)
+        return rasterio.features.rasterize(
+            [shapely.box(*b) for b in boxes], out_shape=shape, all_touched=False,
+            transform=Affine(resolution, 0, x0, 0, -resolution, y1), fill=0, dtype="uint8") > 0
+
+    def dn(self, band: str) -> np.ndarray:
+        resolution = BAND_RESOLUTION[band]
+        dn = np.clip(np.round(self.reflectance(band, resolution) * 10_000) +
+                     (1000 if self.raw else 0), 1, 65535).astype(np.uint16)
+        dn[self._mask(self.nodata, resolution)] = 0
+        return dn
+
+    def scl(self) -> np.ndarray:
+        scl = np.full(self._mask([], 20).shape, 4, np.uint8)   # vegetation
+        scl[self._mask(self.clouds, 20)] = 9                    # cloud, high probability
+        scl[self._mask(self.nodata, 20)] = 0
+        return scl
+
+
+def write_cog(path: Path, array: np.ndarray, transform: Affine, epsg: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="COG", width=array.shape[1], height=array.shape[0],
+                       count=1, dtype=array.dtype, crs=f"EPSG:{epsg}", transform=transform,
+                       nodata=0, blocksize=256, compress="deflate",
+                       overview_resampling="nearest") as dst:
+        dst.write(array, 1)
+
+
+def write_scene(root: Path, scene: Scene, base_url: str) -> dict[str, Any]:
+    """Write the scene's COGs under root/cogs/<item id>/ and return its STAC item."""
+    x0, y0, x1, y1 = scene.window
+    folder = root / "cogs" / scene.item_id
+    for band, resolution in BAND_RESOLUTION.items():
+        write_cog(folder / f"{band}.tif", scene.dn(band),
+                  Affine(resolution, 0, x0, 0, -resolution, y1), scene.tile.epsg)
+    write_cog(folder / "SCL.tif", scene.scl(), Affine(20, 0, x0, 0, -20, y1), scene.tile.epsg)
+
+    item = fixture_item()
+    item["id"] = scene.item_id
+    footprint = scene.tile.to_lonlat(shapely.box(*scene.window))
+    item["geometry"] = json.loads(shapely.to_geojson(footprint))
+    item["bbox"] = list(shapely.bounds(footprint))
+    props = item["properties"]
+    zone = scene.tile.epsg % 100
+    props.update({
+        "datetime": scene.when.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "proj:epsg": scene.tile.epsg, "mgrs:utm_zone": zone,
+        "mgrs:latitude_band": scene.tile.name[2], "mgrs:grid_square": scene.tile.name[3:],
+        "grid:code": f"MGRS-{scene.tile.name}", "s2:processing_baseline": scene.baseline,
+        "s2:product_uri": f"S2B_MSIL2A_{scene.when:%Y%m%dT%H%M%S}_N{scene.baseline.replace('.', '')}"
+                          f"_R094_T{scene.tile.name}_{scene.when:%Y%m%dT%H%M%S}.SAFE"})
+    if scene.offset_applied_flag is None:
+        props.pop("earthsearch:boa_offset_applied", None)
+    else:
+        props["earthsearch:boa_offset_applied"] = scene.offset_applied_flag
+    t = scene.tile.transform
+    for band, key in ASSET_OF.items():
+        asset = item["assets"][key]
+        asset["href"] = f"{base_url}/cogs/{scene.item_id}/{band}.tif"
+        r = BAND_RESOLUTION[band]
+        asset["proj:transform"] = [r, 0, t.c, 0, -r, t.f]
+        asset["proj:shape"] = [109_800 // r, 109_800 // r]
+    item["assets"]["scl"]["href"] = f"{base_url}/cogs/{scene.item_id}/SCL.tif"
+    item["assets"]["scl"]["proj:transform"] = [20, 0, t.c, 0, -20, t.f]
+    for link in item["links"]:
+        link["href"] = re.sub(r"S2A_39QTA_20230628_0_L2A", scene.item_id, link["href"])
+    return item
+
+
+class StacServer:
+    """A STAC API (landing page, /conformance, /search) and a file server with ranges."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.items: list[dict[str, Any]] = []
+        self.fail_next: dict[str, list[int]] = {}   # path -> statuses to answer, in turn
+        self.requests: list[tuple[str, str]] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StacServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def add(self, scene: Scene) -> dict[str, Any]:
+        item = write_scene(self.root, scene, self.url)
+        self.items.append(item)
+        return item
+
+    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+        found = [i for i in self.items if self._matches(i, params)]
+        found.sort(key=lambda i: (i["properties"]["datetime"], i["id"]))
+        limit = int(params.get("limit", 10))
+        start = int(params.get("next", 0))
+        page = found[start:start + limit]
+        links = [{"rel": "root", "href": self.url + "/", "type": "application/json"}]
+        if start + limit < len(found):
+            links.append({"rel": "next", "href": self.url + "/search", "method": "POST",
+                          "type": "application/geo+json",
+                          "body": {**params, "next": str(start + limit)}})
+        return {"type": "FeatureCollection", "features": copy.deepcopy(page), "links": links,
+                "numberReturned": len(page), "context": {"returned": len(page),
+                                                        "limit": limit, "matched": len(found)}}
+
+    @staticmethod
+    def _matches(item: dict[str, Any], params: dict[str, Any]) -> bool:
+        if params.get("collections") and item["collection"] not in params["collections"]:
+            return False
+        when = datetime.fromisoformat(item["properties"]["datetime"].replace("Z", "+00:00"))
+        if params.get("datetime"):
+            start, _, end = params["datetime"].partition("/")
+            if start not in ("", "..") and when < datetime.fromisoformat(start.replace("Z",
+                                                                                       "+00:00")):
+                return False
+            if end not in ("", "..") and when > datetime.fromisoformat(end.replace("Z",
+                                                                                   "+00:00")):
+                return False
+        if params.get("intersects") and not shapely.intersects(
+                shapely.from_geojson(json.dumps(params["intersects"])),
+                shapely.from_geojson(json.dumps(item["geometry"]))):
+            return False
+        cloud = (params.get("query") or {}).get("eo:cloud_cover", {}).get("lte")
+        return cloud is None or item["properties"]["eo:cloud_cover"] <= cloud
+
+    def landing(self) -> dict[str, Any]:
+        return {"type": "Catalog", "id": "earth-search-local", "stac_version": "1.0.0",
+                "description": "local Earth Search stand-in",
+                "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                               "https://api.stacspec.org/v1.0.0/item-search",
+                               "https://api.stacspec.org/v1.0.0/item-search#sort",
+                               "https://api.stacspec.org/v1.0.0/item-search#query",
+                               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+                               "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson"],
+                "links": [{"rel": "self", "href": self.url + "/"},
+                          {"rel": "root", "href": self.url + "/"},
+                          {"rel": "search", "href": self.url + "/search", "method": "GET",
+                           "type": "application/geo+json"},
+                          {"rel": "search", "href": self.url + "/search", "method": "POST",
+                           "type": "application/geo+json"}]}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str,
+                      extra: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _json(self, payload: dict[str, Any]) -> None:
+                self._send(200, json.dumps(payload).encode(), "application/json")
+
+            def _fault(self, path: str) -> bool:
+                queue = server.fail_next.get(path)
+                if queue:
+                    self._send(queue.pop(0), b'{"code": "ServerError"}', "application/json")
+                    return True
+                return False
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                server.requests.append((self.command, url.path))
+                if self._fault(url.path):
+                    return
+                if url.path in ("/", ""):
+                    self._json(server.landing())
+                elif url.path == "/conformance":
+                    self._json({"conformsTo": server.landing()["conformsTo"]})
+                elif url.path == "/search":
+                    params: dict[str, Any] = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    for key in ("intersects", "query", "sortby"):
+                        if key in params and params[key].startswith(("{", "[")):
+                            params[key] = json.loads(params[key])
+                    if "collections" in params:
+                        params["collections"] = params["collections"].split(",")
+                    self._json(server.search(params))
+                elif url.path.startswith("/cogs/"):
+                    self._file(server.root / url.path.lstrip("/"))
+                else:
+                    self._send(404, b"not found", "text/plain")
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                server.requests.append((self.command, url.path))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self._fault(url.path):
+                    return
+                if url.path == "/search":
+                    self._json(server.search(json.loads(body or b"{}")))
+                else:
+                    self._send(404, b"not found", "text/plain")
+
+            def _file(self, path: Path) -> None:
+                if not path.is_file():
+                    self._send(404, b"no such key", "application/xml")
+                    return
+                data = path.read_bytes()
+                ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+                if not ranged:
+                    self._send(200, data, "image/tiff", {"Accept-Ranges": "bytes"})
+                    return
+                start = int(ranged.group(1))
+                end = min(int(ranged.group(2) or len(data) - 1), len(data) - 1)
+                if start >= len(data):
+                    self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(data)}"})
+                    return
+                self._send(206, data[start:end + 1], "image/tiff",
+                           {"Accept-Ranges": "bytes",
+                            "Content-Range": f"bytes {start}-{end}/{len(data)}"})
+
+        return Handler

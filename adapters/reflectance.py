@@ -10,8 +10,12 @@ So the offset is decided from the baseline, with the flag saying whether it is a
 and then checked against the data, which can tell the two cases apart where it is dark enough:
 
 - raw data (offset not applied) has no DN below 1000 (that would be reflectance < 0), and dark
-  targets (water, vegetation in the blue band) pile up just above 1000;
-- applied data puts those same dark targets below 1000.
+  targets (water in the near infrared, deep shadow) pile up against that floor, in [1000, 1100);
+- applied data puts those same dark targets below 1000, and natural scenes have no cliff at
+  exactly 1000.
+
+The samples are the clear pixels of the windows read around the parcels, so roads, water and
+shadows next to the fields count as evidence too.
 
 Where the data contradicts the metadata, the data wins, the contradiction is counted and logged.
 Where the data cannot tell (a bright scene), the metadata stands.
@@ -30,7 +34,7 @@ OFFSET_DN = -1000
 DN_SCALE = 1e-4
 MIN_EVIDENCE = 0.01            # share of valid pixels the data test needs on either side
 RAW_NOISE = 0.001              # raw data may hold a few negative-reflectance pixels
-DARK_BAND = 1000 + 250         # raw DNs in [1000, 1250): reflectance 0 to 0.025
+DARK_BAND = 1000 + 100         # raw DNs in [1000, 1100): reflectance 0 to 0.01
 
 Verdict = Literal["applied", "raw", "undetermined"]
 
@@ -52,7 +56,7 @@ def data_verdict(samples: Iterable[np.ndarray]) -> Verdict:
 
     Applied: in some band at least 1 % of pixels lie below 1000 (raw data cannot, short of
     broken pixels). Raw: no band has more than 0.1 % of its pixels below 1000 and some band has
-    at least 1 % of them in [1000, 1250), the pile-up of dark targets just above the offset.
+    at least 1 % of them in [1000, 1100): dark targets piled against the offset.
     """
     below, dark, seen = 0.0, 0.0, False
     for dn in samples:

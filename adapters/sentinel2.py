@@ -48,6 +48,7 @@ SCL_ASSETS = ("scl", "SCL")
 SCL_VALID = (2, 4, 5, 6, 7, 11)
 BLOCK_METRES = 10_980.0   # parcels are read in windows of at most about this size (+ parcels)
 ALIGN_METRES = 60.0       # windows align on the coarsest band's pixels
+SAMPLE_PIXELS = 100_000   # clear pixels per band and window kept to check the offset
 
 
 class ItemError(EowatchError, RuntimeError):
@@ -233,7 +234,8 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
                 ok &= _resample_mask(clear, height, width)
             mean, _ = belongs.means(dn, ok)
             mean_dn[members, b] = mean
-            samples[b].append(dn.ravel()[belongs.pixel][ok.ravel()[belongs.pixel]])
+            clear_dn = dn[ok]
+            samples[b].append(clear_dn[::max(1, clear_dn.size // SAMPLE_PIXELS)])
             if mask is None and b == 0:  # no scene classification: valid means not nodata
                 valid_pixels[members] += belongs.counts(ok.ravel()[belongs.pixel].astype(float))
                 total_pixels[members] += belongs.counts()

@@ -86,10 +86,12 @@ class Scene:
     item_id: str = ""
     parcels: list[shapely.Geometry] = field(default_factory=list)   # UTM
     brightness: list[float] = field(default_factory=list)
+    parcel_values: np.ndarray | None = None   # [parcels, 12] reflectance, BAND_RESOLUTION order
     baseline: str = "05.09"
     raw: bool = False                  # files hold DN + 1000
     offset_applied_flag: bool | None = True   # earthsearch:boa_offset_applied; None: absent
     clouds: list[tuple[float, float, float, float]] = field(default_factory=list)
+    water: list[tuple[float, float, float, float]] = field(default_factory=list)
     nodata: list[tuple[float, float, float, float]] = field(default_factory=list)
     noise: float = 0.0
     seed: int = 0
@@ -108,8 +110,15 @@ class Scene:
                 zip(self.parcels, range(1, len(self.parcels) + 1), strict=True),
                 out_shape=shape, transform=transform, fill=0, dtype="int32")
             inside = labels > 0
-            brightness = np.asarray(self.brightness or [0.0] * len(self.parcels))
-            values[inside] = CROP[band] + brightness[labels[inside] - 1]
+            if self.parcel_values is not None:
+                column = list(BAND_RESOLUTION).index(band)
+                values[inside] = self.parcel_values[labels[inside] - 1, column]
+            else:
+                brightness = np.asarray(self.brightness or [0.0] * len(self.parcels))
+                values[inside] = CROP[band] + brightness[labels[inside] - 1]
+        if self.water:  # dark in the infrared: what the reflectance-offset check leans on
+            water = self._mask(self.water, resolution)
+            values[water] = 0.04 if band in ("B01", "B02", "B03") else 0.004
         if self.noise:
             rng = np.random.default_rng(self.seed * 100 + resolution + len(band))
             values = values + rng.normal(0, self.noise, shape)

@@ -38,6 +38,7 @@ bench: setup
 	cd bench && ../$(BIN)/python step_speed.py
 	cd bench && ../$(BIN)/python ucr.py
 	cd bench && ../$(BIN)/python crops.py
+	cd bench && ../$(BIN)/python zonal.py
 
 # Reproduces the bundled default model (simulated Sentinel-2 parcels, seed 0, the 12 L2A bands).
 default-model: setup

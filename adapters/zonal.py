@@ -5,9 +5,11 @@ parcel (GDAL's rasterisation rule, the one rasterstats uses by default). A parce
 fewer than ``min_pixels`` pixel centres at a grid's resolution takes every pixel it touches
 instead, so that small parcels still get a value on the 20 m and 60 m bands.
 
-Membership is computed once per grid as (parcel, pixel) pairs by rasterising all parcels
-together, in as many layers as overlapping parcels need; every band on that grid then reduces
-to one ``np.bincount``. No Python loop runs over parcels.
+Membership is computed once per grid as (parcel, pixel) pairs: the pixel centres inside each
+parcel's bounding box are tested against the parcel in one vectorised point-in-polygon call
+(shapely, prepared geometries), which is several times faster than rasterising through GDAL;
+overlapping parcels simply share pixels. Every band on that grid then reduces to one
+``np.bincount``. No Python loop runs over parcels.
 """
 
 from __future__ import annotations
@@ -71,13 +73,50 @@ def _layers(geometries: np.ndarray) -> list[np.ndarray]:
 
 
 def _rasterize(geometries: np.ndarray, index: np.ndarray, transform: Affine,
-               shape: tuple[int, int], all_touched: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(parcel index, flat pixel) pairs of the parcels ``index`` (which must not overlap)."""
+               shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """All-touched (parcel index, flat pixel) pairs of the parcels ``index`` (not overlapping),
+    through GDAL: the rule rasterstats' ``all_touched=True`` applies."""
     labels = features.rasterize(
         zip(geometries[index], range(1, len(index) + 1), strict=True), out_shape=shape,
-        transform=transform, fill=0, all_touched=all_touched, dtype="int32")
+        transform=transform, fill=0, all_touched=True, dtype="int32")
     pixel = np.flatnonzero(labels)
     return index[labels.ravel()[pixel] - 1], pixel
+
+
+def _centres(geometries: np.ndarray, transform: Affine, shape: tuple[int, int],
+             batch: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """(parcel index, flat pixel) pairs of the pixel centres inside each parcel, testing at
+    most ``batch`` candidate centres at a time."""
+    height, width = shape
+    res, x0, y1 = transform.a, transform.c, transform.f
+    minx, miny, maxx, maxy = shapely.bounds(geometries).T
+    c0 = np.maximum(np.ceil((minx - x0) / res - 0.5), 0).astype(np.int64)
+    c1 = np.minimum(np.floor((maxx - x0) / res - 0.5), width - 1).astype(np.int64)
+    r0 = np.maximum(np.ceil((y1 - maxy) / res - 0.5), 0).astype(np.int64)
+    r1 = np.minimum(np.floor((y1 - miny) / res - 0.5), height - 1).astype(np.int64)
+    ncols, nrows = np.maximum(c1 - c0 + 1, 0), np.maximum(r1 - r0 + 1, 0)
+    candidates = ncols * nrows
+    shapely.prepare(geometries)
+    ends = np.cumsum(candidates)
+    parcels, pixels = [], []
+    first = 0
+    while first < len(geometries):
+        last = max(int(np.searchsorted(ends, ends[first] - candidates[first] + batch)),
+                   first + 1)
+        part = np.arange(first, min(last, len(geometries)))
+        counts = candidates[part]
+        parcel = np.repeat(part, counts)
+        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        row = r0[parcel] + k // ncols[parcel]
+        col = c0[parcel] + k % ncols[parcel]
+        inside = shapely.contains_xy(geometries[parcel], x0 + (col + 0.5) * res,
+                                     y1 - (row + 0.5) * res)
+        parcels.append(parcel[inside])
+        pixels.append((row * width + col)[inside])
+        first = int(part[-1]) + 1
+    if not parcels:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(parcels), np.concatenate(pixels)
 
 
 def membership(geometries: np.ndarray, transform: Affine, shape: tuple[int, int],
@@ -85,18 +124,14 @@ def membership(geometries: np.ndarray, transform: Affine, shape: tuple[int, int]
     """Pixel membership of ``geometries`` (shapely, in the grid's CRS) on a grid of ``shape``
     whose upper-left pixel is placed by ``transform``."""
     n = len(geometries)
-    pairs = [_rasterize(geometries, layer, transform, shape, False)
-             for layer in _layers(geometries)]
-    parcel = np.concatenate([p for p, _ in pairs]) if pairs else np.zeros(0, np.int64)
-    pixel = np.concatenate([q for _, q in pairs]) if pairs else np.zeros(0, np.int64)
+    parcel, pixel = _centres(geometries, transform, shape)
     small = np.flatnonzero(np.bincount(parcel, minlength=n) < min_pixels)
-    if len(small):
+    if len(small):  # few parcels: GDAL's all-touched rule, in layers that do not overlap
         keep = ~np.isin(parcel, small)
-        parcel, pixel = [parcel[keep]], [pixel[keep]]
-        for layer in _layers(geometries[small]):
-            p, q = _rasterize(geometries, small[layer], transform, shape, True)
-            parcel.append(p)
-            pixel.append(q)
-        parcel, pixel = np.concatenate(parcel), np.concatenate(pixel)
+        parts = [(parcel[keep], pixel[keep])]
+        parts += [_rasterize(geometries, small[layer], transform, shape)
+                  for layer in _layers(geometries[small])]
+        parcel = np.concatenate([p for p, _ in parts])
+        pixel = np.concatenate([q for _, q in parts])
     order = np.argsort(parcel, kind="stable")
     return Membership(parcel[order].astype(np.int64), pixel[order].astype(np.int64), n)

@@ -178,8 +178,9 @@ def write_scene(root: Path, scene: Scene, base_url: str) -> dict[str, Any]:
         "proj:epsg": scene.tile.epsg, "mgrs:utm_zone": zone,
         "mgrs:latitude_band": scene.tile.name[2], "mgrs:grid_square": scene.tile.name[3:],
         "grid:code": f"MGRS-{scene.tile.name}", "s2:processing_baseline": scene.baseline,
-        "s2:product_uri": f"S2B_MSIL2A_{scene.when:%Y%m%dT%H%M%S}_N{scene.baseline.replace('.', '')}"
-                          f"_R094_T{scene.tile.name}_{scene.when:%Y%m%dT%H%M%S}.SAFE"})
+        "s2:product_uri": f"S2B_MSIL2A_{scene.when:%Y%m%dT%H%M%S}_N"
+                          f"{scene.baseline.replace('.', '')}_R094_T{scene.tile.name}_"
+                          f"{scene.when:%Y%m%dT%H%M%S}.SAFE"})
     if scene.offset_applied_flag is None:
         props.pop("earthsearch:boa_offset_applied", None)
     else:

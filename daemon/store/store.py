@@ -168,7 +168,7 @@ class Store:
                           ) -> tuple[list[str], list[int], list[str]]:
         """(ids, shards, GeoJSON WGS84 geometries) of the parcels that have a geometry, less
         those registered by ``exclude_source``."""
-        where = [PARCELS.c.geometry.is_not(None)]
+        where: list[sa.ColumnElement[bool]] = [PARCELS.c.geometry.is_not(None)]
         if exclude_source is not None:
             where.append(PARCELS.c.source != exclude_source)
         rows = self._fetch_all(sa.select(PARCELS.c.id, PARCELS.c.shard, PARCELS.c.geometry)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pystac
 import requests
+import shapely
 from affine import Affine
 from pystac_client import Client
 from pystac_client.exceptions import APIError
@@ -30,7 +31,7 @@ from .base import Adapter, Publisher, chunks_by_shard
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
 from .tiles import ParcelSet, search_area, tile_square
-from .zonal import MIN_PIXELS, membership
+from .zonal import MIN_PIXELS, Membership, membership
 
 log = logging.getLogger(__name__)
 FEED = "sentinel2"
@@ -136,8 +137,6 @@ def _tile_transform(item: pystac.Item, band: str, raster: Raster) -> Affine:
 def _windows(geometries: np.ndarray, origin: tuple[float, float]
              ) -> Iterator[tuple[np.ndarray, tuple[float, float, float, float]]]:
     """Blocks of nearby parcels and the aligned window (x0, y0, x1, y1) that holds each block."""
-    import shapely
-
     bounds = shapely.bounds(geometries)
     centre = (bounds[:, :2] + bounds[:, 2:]) / 2
     block = np.floor((centre - origin) / BLOCK_METRES).astype(np.int64)
@@ -221,7 +220,7 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
                                  config.min_pixels)
             valid_pixels[members] += belongs.counts(clear.ravel()[belongs.pixel].astype(float))
             total_pixels[members] += belongs.counts()
-        by_resolution: dict[float, Any] = {}
+        by_resolution: dict[float, Membership] = {}
         for b, raster in enumerate(rasters):
             row, col, height, width, transform = _grid(raster, window)
             if raster.resolution not in by_resolution:
@@ -331,6 +330,10 @@ class Sentinel2Feed(Adapter):
     def __init__(self, publisher: Publisher, band_names: Sequence[str], config: Sentinel2Config,
                  interval_seconds: float = 600.0, metrics: Any = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if "l2a" in config.collection.lower() and "B10" in band_names:
+            raise EowatchError(f"the model reads B10 (cirrus), which {config.collection} does "
+                               "not carry: use EOWATCH_S2_COLLECTION=sentinel-2-l1c or a model "
+                               "trained without B10 (eowatch train --bands)")
         self.publisher, self.band_names, self.config = publisher, tuple(band_names), config
         self.interval_seconds, self.metrics, self.now = interval_seconds, metrics, now
         self.search = StacSearch(config)

@@ -30,6 +30,7 @@ from eowatch.daemon.messages import ObservationChunk
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact
+from eowatch.models.datasets.breizhcrops import S2_BANDS
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.settings import DEFAULT_MODEL
 
@@ -42,12 +43,14 @@ def make_chunks(shards: int, per_shard: int, acquisitions: int, bands: tuple[str
     ids = np.array([f"p{i}" for i in range(n)], dtype=object)
     shard_of = np.arange(n) % shards
     start = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+    columns = [S2_BANDS.index(b) for b in bands]
     out = []
     for day in sim.schedules[0][:acquisitions]:
         acquisition = sim.acquire(0, int(day))
         out.append(chunks_by_shard("bench", f"BENCH_D{day:03d}", start + timedelta(days=int(day)),
                                    bands, ids[acquisition.parcels],
-                                   shard_of[acquisition.parcels], acquisition.values,
+                                   shard_of[acquisition.parcels],
+                                   acquisition.values[:, columns],
                                    acquisition.valid_fraction))
     return out
 

@@ -320,6 +320,13 @@ def test_a_failing_item_holds_the_cursor_then_is_skipped(server, feed_store, tmp
     assert {c.acquisition_id for c in published(bus)} == {"S2A_30UWU_20260508_0_L2A"}
 
 
+def test_a_model_that_reads_b10_is_refused_on_l2a(feed_store):
+    from eowatch.errors import EowatchError
+    with pytest.raises(EowatchError, match="B10 .cirrus., which sentinel-2-l2a does not carry"):
+        Sentinel2Feed(Publisher(EmbeddedBus(feed_store), feed_store, "t"), BANDS + ("B10",),
+                      Sentinel2Config())
+
+
 def test_an_unreachable_api_is_counted_and_moves_nothing(feed_store, caplog):
     from eowatch.daemon.bus.tansu import free_port
     register(feed_store, T30UWU, grid_parcels(aligned_window(T30UWU, -1.9, 48.0, 600, 600), 1))

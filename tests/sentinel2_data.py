@@ -152,7 +152,7 @@ def write_cog(path: Path, array: np.ndarray, transform: Affine, epsg: int) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="COG", width=array.shape[1], height=array.shape[0],
                        count=1, dtype=array.dtype, crs=f"EPSG:{epsg}", transform=transform,
-                       nodata=0, blocksize=256, compress="deflate",
+                       nodata=0, blocksize=128, compress="deflate", overview_count=2,
                        overview_resampling="nearest") as dst:
         dst.write(array, 1)
 

@@ -84,6 +84,20 @@ def test_the_fixture_is_earth_search_and_its_tile_square_is_found():
     assert tile_square(item["assets"]["red"]["proj:transform"]) == (200_000.0, 2_000_000.0)
 
 
+def test_generated_cogs_have_the_real_layout(server, tmp_path):
+    import rasterio
+
+    window = aligned_window(T30UWU, -1.9, 48.0, 2400, 1800)
+    item = server.add(Scene(T30UWU, window, WHEN))
+    with rasterio.open(tmp_path / "cogs" / item["id"] / "B04.tif") as cog:
+        assert cog.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert (cog.crs.to_epsg(), cog.dtypes[0], cog.nodata) == (32630, "uint16", 0)
+        assert cog.block_shapes == [(128, 128)] and cog.overviews(1) == [2, 4]
+        # the window sits on the tile's 10980-pixel grid
+        assert (cog.transform.c - T30UWU.transform.c) % 60 == 0
+        assert (T30UWU.transform.f - cog.transform.f) % 60 == 0
+
+
 def test_means_equal_rasterstats_where_the_pixel_rule_is_the_same(server, tmp_path):
     window = aligned_window(T30UWU, -1.9, 48.0, 2400, 1800)
     rng = np.random.default_rng(3)

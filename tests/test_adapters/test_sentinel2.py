@@ -147,6 +147,24 @@ def test_reflectance_offset_from_baseline_flag_and_data(server, baseline, raw, f
     assert rows.values[0] == pytest.approx([CROP[b] for b in BANDS], abs=1e-6)
 
 
+def test_l1c_items_take_the_offset_from_the_baseline_and_clear_means_not_nodata(server):
+    # as Earth Search's sentinel-2-l1c: no SCL, no offset flag, DNs with RADIO_ADD_OFFSET
+    window = aligned_window(T30UWU, -1.9, 48.0, 1800, 1200)
+    parcels = grid_parcels(window, 6, size=240, gap=60)
+    p0 = shapely.bounds(parcels[0])
+    item = server.add(Scene(T30UWU, window, WHEN, parcels=parcels, raw=True,
+                            offset_applied_flag=None, clouds=[tuple(p0)],
+                            nodata=[((p0[0] + p0[2]) / 2, p0[1], p0[2], p0[3])]))
+    del item["assets"]["scl"]
+    item["collection"] = "sentinel-2-l1c"
+    item["properties"]["s2:product_type"] = "S2MSI1C"
+    ps = parcel_set(T30UWU, parcels)
+    rows = read_item(found(server, ps, collection="sentinel-2-l1c")[0], ps, BANDS)
+    assert rows.offset.offset_dn == -1000 and not rows.offset.contradiction
+    assert rows.valid_fraction.tolist() == [0.5, 1, 1, 1, 1, 1]   # no cloud mask in L1C
+    assert rows.values[1] == pytest.approx([CROP[b] for b in BANDS], abs=1e-6)
+
+
 def test_the_offset_check_cannot_tell_on_a_bright_scene_and_keeps_the_metadata():
     bright = np.full(50_000, 2500, np.uint16)
     props = {"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": True}

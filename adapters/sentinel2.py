@@ -36,13 +36,14 @@ from .zonal import MIN_PIXELS, Membership, membership
 log = logging.getLogger(__name__)
 FEED = "sentinel2"
 
-# Model band -> Earth Search v1 asset key; other STAC APIs name assets by band ("B04") or
-# carry the band in eo:bands, which ``asset_href`` also accepts.
+# Model band -> Earth Search v1 asset key; other STAC APIs name assets by band ("B04", or
+# "B04_10m" in the Copernicus Data Space) or carry the band in eo:bands, which ``asset_href``
+# also accepts.
 EARTH_SEARCH_ASSETS = {
     "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
     "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
     "B10": "cirrus", "B11": "swir16", "B12": "swir22"}
-SCL_ASSETS = ("scl", "SCL")
+SCL_ASSETS = ("scl", "SCL", "SCL_20m")
 # Scene classification classes that count as a clear view of the ground: dark area pixels,
 # vegetation, not vegetated, water, unclassified, snow/ice (not: no data, saturated or defective,
 # cloud shadow, cloud medium/high probability, thin cirrus).
@@ -95,7 +96,8 @@ class ItemRows:
 
 def asset_href(item: pystac.Item, band: str) -> str:
     """The href of ``band``'s asset; ItemError naming the band when the item has none."""
-    for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower()):
+    native = [f"{band}_{res}m" for res in (10, 20, 60)]  # the Copernicus Data Space's keys
+    for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower(), *native):
         if key and key in item.assets:
             return item.assets[key].href
     for asset in item.assets.values():

@@ -22,6 +22,7 @@ import torch
 from eowatch.models.artifact import LoadedModel
 
 from .bus.base import Bus, BusConsumer, Record
+from .checkpoints import CheckpointError, CheckpointWriter, Snapshot
 from .messages import Decision, MessageError, ObservationChunk, decision_id, season_of
 from .metrics import Metrics
 from .output import OutputStage
@@ -285,13 +286,15 @@ class Processor:
         days = torch.as_tensor(batch.day, device=self.device)
         for start in range(0, len(rows), self.step_batch):
             part = slice(start, start + self.step_batch)
-            index = torch.as_tensor(rows[part], device=self.device)
+            block = contiguous(rows[part])
+            index = block if block is not None else torch.as_tensor(rows[part],
+                                                                     device=self.device)
             started = time.perf_counter()
             state, log_probs, p_stop = self.model.step(self.table.state[index], values[part],
                                                        days[part])
             self.table.state[index] = state
             self.metrics.step_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_parcels.observe(len(index))
+            self.metrics.batch_parcels.observe(len(rows[part]))
             self.table.log_probs[rows[part]] = log_probs.cpu().numpy()
             self.table.p_stop[rows[part]] = p_stop.cpu().numpy()
         self.table.day[rows] = batch.day
@@ -340,13 +343,24 @@ class Processor:
         self.force_decisions(rows, np.full(len(rows), chunk.feed, dtype=object), out)
 
 
+def contiguous(rows: np.ndarray) -> slice | None:
+    """The rows as a slice when they are consecutive and ascending (the usual case: a shard's
+    parcels come in the same order every acquisition and took consecutive rows), so the state
+    is read as a view and written back without an index."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return None
+
+
 class Consumer:
     """Polls the bus, runs the Processor, publishes decisions, and checkpoints.
 
     A checkpoint (every ``checkpoint_seconds`` or ``checkpoint_chunks``, and before partitions
     are revoked) is one store transaction with the changed state rows, the decisions and dead
-    letters since the last one, and the source offsets. Decisions go to their topic as soon as
-    they are made; a replay after a crash re-publishes them with the same ids.
+    letters since the last one, and the source offsets; periodic ones are written on the
+    checkpoint writer's thread while the next batches are stepped (daemon/checkpoints.py).
+    Decisions go to their topic as soon as they are made; a replay after a crash re-publishes
+    them with the same ids.
     """
 
     def __init__(self, topics: dict[str, str], group: str, bus: Bus, store: Store,
@@ -357,7 +371,9 @@ class Consumer:
         self.bus, self.store, self.processor, self.metrics = bus, store, processor, metrics
         self.max_poll_records = max_poll_records
         self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
-        self.pending = BatchOutput()
+        self.pending_decisions: list[dict[str, Any]] = []      # rows, for the next checkpoint
+        self.pending_dead_letters: list[dict[str, Any]] = []
+        self.writer = CheckpointWriter(store, group, metrics)
         self.offsets: dict[tuple[str, int], int] = {}
         self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.tally: Tally[str] = Tally()
@@ -387,7 +403,8 @@ class Consumer:
         """Checkpoint, then forget the shards of the revoked partitions."""
         started = time.perf_counter()
         # no commit to the bus here: the hook runs on the Kafka client's I/O thread, where a
-        # blocking call fails; the store holds the offsets that count
+        # blocking call fails; the store holds the offsets that count. Durable before the
+        # shards are let go: their next owner loads them from the store.
         self.checkpoint(commit_to_bus=False)
         self.processor.drop_shards(self.shards_of(partitions))
         self.metrics.handovers.labels("revoked").inc(len(partitions))
@@ -410,7 +427,7 @@ class Consumer:
         if self.chunks_since and (self.chunks_since >= self.checkpoint_chunks
                                   or time.monotonic() - self.last_checkpoint
                                   >= self.checkpoint_seconds):
-            self.checkpoint()
+            self.checkpoint(durable=False)  # written while the next batches are stepped
             self.page_out()
             self.metrics.consumer_lag.set(self.consumer.lag())
         elif not records:  # lag costs a query (embedded) or a request (Kafka): not per batch
@@ -420,39 +437,56 @@ class Consumer:
     def publish(self, out: BatchOutput) -> None:
         """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
         self.output.put(out.decisions, out.dead_letters)
-        self.pending.decisions += out.decisions
-        self.pending.dead_letters += out.dead_letters
+        self.pending_decisions += [decision_row(d) for d in out.decisions]
+        self.pending_dead_letters += out.dead_letters
 
-    def checkpoint(self, commit_to_bus: bool = True) -> None:
-        """One store transaction: changed state rows, decisions, dead letters, offsets; then,
-        for lag tools, the same offsets to the bus."""
-        if not self.offsets and not self.processor.table.dirty:
-            return
-        started = time.perf_counter()
-        self.output.drain()  # outputs reach the bus before the store records them
+    def checkpoint(self, commit_to_bus: bool = True, durable: bool = True) -> None:
+        """Snapshot the changed state rows, the decisions and dead letters since the last
+        checkpoint and the source offsets, and hand them to the writer (one store transaction
+        on its own thread); with ``durable``, wait until it is committed. Once a write is
+        durable, its offsets also go to the bus, for lag tools."""
         table = self.processor.table
-        rows = table.checkpoint_rows(table.dirty)
-        with self.store.transaction() as conn:
-            self.store.save_states(conn, rows)
-            self.store.insert_decisions(conn, [decision_row(d) for d in self.pending.decisions])
-            self.store.insert_dead_letters(conn, self.pending.dead_letters)
-            self.store.save_offsets(conn, self.group, self.offsets)
-        table.dirty.clear()
-        if commit_to_bus:
-            self.consumer.commit(self.offsets)
-        self.pending, self.offsets = BatchOutput(), {}
-        self.chunks_since, self.last_checkpoint = 0, time.monotonic()
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if self.offsets or table.dirty:
+            self.output.drain()  # outputs reach the bus before the store records them
+            row_ids = list(table.dirty)
+            snapshot = Snapshot(table.checkpoint_rows(row_ids), row_ids,
+                                self.pending_decisions, self.pending_dead_letters, self.offsets)
+            table.dirty.clear()
+            self.pending_decisions, self.pending_dead_letters, self.offsets = [], [], {}
+            self.chunks_since, self.last_checkpoint = 0, time.monotonic()
+            self._settled(lambda: self.writer.submit(snapshot), commit_to_bus)
+        if durable:
+            self._settled(self.writer.wait, commit_to_bus)
+
+    def _settled(self, call: Callable[[], Snapshot | None], commit_to_bus: bool) -> None:
+        """Run a writer call; commit the offsets of a write it reports durable to the bus, or
+        take back the snapshot of a write that failed (the next checkpoint retries it)."""
+        try:
+            done = call()
+        except CheckpointError as exc:
+            self._restore(exc.snapshot)
+            raise
+        if done is not None and commit_to_bus and done.offsets:
+            self.consumer.commit(done.offsets)
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        self.processor.table.dirty.update(snapshot.row_ids)
+        self.pending_decisions = snapshot.decisions + self.pending_decisions
+        self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters
+        for key, offset in snapshot.offsets.items():
+            self.offsets[key] = max(offset, self.offsets.get(key, 0))
 
     def page_out(self) -> None:
         """Drop least recently used (clean) shards while the state exceeds its budget."""
         victims = self.processor.over_budget()
         if victims:
+            self.checkpoint()  # their last rows must be in the store first
             self.processor.drop_shards(victims)
             self.metrics.shard_evictions.inc(len(victims))
 
     def close(self) -> None:
         self.checkpoint()
+        self.writer.close()
         self.output.close()
         self.consumer.close()
 

@@ -128,3 +128,32 @@ def test_state_survives_a_restart(tmp_path, unique):
                                second.model.metadata.architecture) == before
     assert second.adapters[0].cursor == first.adapters[0].cursor
     second.shutdown()
+
+
+def test_a_failed_checkpoint_write_is_retried_whole(tmp_path, unique, monkeypatch):
+    from eowatch.daemon.checkpoints import CheckpointError
+
+    d = make_daemon(tmp_path, "embedded", unique, checkpoint_seconds=3600)
+    try:
+        d.adapters[0].days_per_second = 0.0
+        d.adapters[0].sim_day += 40
+        d.adapters[0].poll()
+        while d.consumer.run_once(timeout_s=0.2):
+            pass
+        dirty = set(d.processor.table.dirty)
+        assert dirty and d.consumer.offsets
+        real = d.store.save_states
+        monkeypatch.setattr(d.store, "save_states",
+                            lambda conn, rows: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(CheckpointError, match="disk full"):
+            d.consumer.checkpoint()
+        assert d.processor.table.dirty == dirty and d.consumer.offsets   # handed back
+        assert checkpointed_parcel(d.store, "sim-000001", d.model.metadata.architecture) is None
+        monkeypatch.setattr(d.store, "save_states", real)
+        d.consumer.checkpoint()
+        assert not d.processor.table.dirty
+        assert checkpointed_parcel(d.store, "sim-000001",
+                                   d.model.metadata.architecture)["observations"] > 0
+        assert d.store.get_offsets(d.consumer.group)
+    finally:
+        d.shutdown()

@@ -1,0 +1,79 @@
+"""Checkpoints written on a thread of their own, one at a time.
+
+The consumer takes a snapshot (changed state rows, packed; decisions and dead letters since the
+last one; the source offsets) and goes on stepping the next batches while this writer commits
+the snapshot in one store transaction; the database releases the GIL while it works. Only one
+write is in flight: the next snapshot waits for it, which bounds memory and keeps commits in
+order. Whoever needs the state durable (a revocation, paging a shard out, closing) waits.
+
+A write that fails hands its snapshot back, so the next checkpoint writes it again: nothing
+is dropped from a checkpoint because the store was briefly unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import Metrics
+from .store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshot:
+    rows: list[tuple[str, int, bytes, str | None]]   # packed state rows (Store.save_states)
+    row_ids: list[int]                                # their rows in the state table
+    decisions: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+    offsets: dict[tuple[str, int], int]
+    taken_at: float = field(default_factory=time.perf_counter)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint write failed; ``snapshot`` is what it was writing."""
+
+    def __init__(self, snapshot: Snapshot, cause: BaseException) -> None:
+        super().__init__(f"checkpoint write failed: {cause.__class__.__name__}: {cause}")
+        self.snapshot = snapshot
+
+
+class CheckpointWriter:
+    def __init__(self, store: Store, group: str, metrics: Metrics) -> None:
+        self.store, self.group, self.metrics = store, group, metrics
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+        self._in_flight: Future[Snapshot] | None = None
+
+    def submit(self, snapshot: Snapshot) -> Snapshot | None:
+        """Start writing ``snapshot``; returns the previous one once it is durable."""
+        done = self.wait()
+        self._in_flight = self._executor.submit(self._write, snapshot)
+        return done
+
+    def wait(self) -> Snapshot | None:
+        """Block until the write in flight is durable and return its snapshot (None if there
+        was none); raise CheckpointError, carrying the snapshot, if it failed."""
+        future, self._in_flight = self._in_flight, None
+        return None if future is None else future.result()
+
+    def _write(self, snapshot: Snapshot) -> Snapshot:
+        try:
+            with self.store.transaction() as conn:
+                self.store.save_states(conn, snapshot.rows)
+                self.store.insert_decisions(conn, snapshot.decisions)
+                self.store.insert_dead_letters(conn, snapshot.dead_letters)
+                self.store.save_offsets(conn, self.group, snapshot.offsets)
+        except Exception as exc:  # handed back to the consumer thread with the snapshot
+            raise CheckpointError(snapshot, exc) from exc
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - snapshot.taken_at)
+        return snapshot
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._executor.shutdown(wait=True)

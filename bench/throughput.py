@@ -56,14 +56,15 @@ def make_chunks(shards: int, per_shard: int, acquisitions: int, bands: tuple[str
 
 
 def build_consumer(store: Store, bus: KafkaBus, prefix: str, shards: int, step_batch: int,
-                   device: str) -> Consumer:
+                   device: str, checkpoint_seconds: float) -> Consumer:
     metrics = Metrics()
     processor = Processor(load_artifact(DEFAULT_MODEL, device), ParcelRegistry(store), metrics,
                           0.5, device=device, load_states=store.load_states,
                           step_batch=step_batch)
     topics = {t: f"{prefix}.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
     bus.ensure_topics(list(topics.values()))
-    return Consumer(topics, f"{prefix}-group", bus, store, processor, metrics, shards)
+    return Consumer(topics, f"{prefix}-group", bus, store, processor, metrics, shards,
+                    checkpoint_seconds=checkpoint_seconds)
 
 
 def drain(consumer: Consumer, expected_records: int, latencies: list[float] | None = None,
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--parcels-per-shard", type=int, default=2000)
     parser.add_argument("--acquisitions", type=int, default=12)
     parser.add_argument("--step-batch", type=int, default=2048)
+    parser.add_argument("--checkpoint-seconds", type=float, default=2.0,
+                        help="EOWATCH_CHECKPOINT_SECONDS of the consumer (default 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     broker = None
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     # maximum rate: everything produced first, then drained
     bus = KafkaBus(args.bootstrap, store, args.partitions, client_id="bench")
-    consumer = build_consumer(store, bus, "max", args.shards, args.step_batch, args.device)
+    consumer = build_consumer(store, bus, "max", args.shards, args.step_batch, args.device,
+                              args.checkpoint_seconds)
     started = time.perf_counter()
     for acquisition in payloads:
         bus.publish("max.observations", acquisition)
@@ -154,7 +158,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     # latency at half the maximum rate: a paced producer beside the consumer
     latencies: list[float] = []
-    paced = build_consumer(store, bus, "half", args.shards, args.step_batch, args.device)
+    paced = build_consumer(store, bus, "half", args.shards, args.step_batch, args.device,
+                           args.checkpoint_seconds)
     interval = args.parcels_per_shard * args.shards / (max_rate / 2)
 
     def produce() -> None:
@@ -175,7 +180,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     print(f"{args.shards} shards x {args.parcels_per_shard} parcels, {args.acquisitions} "
           f"acquisitions = {n_records} chunks, {parcel_obs:,} parcel-observations, {mb:.0f} MB; "
           f"{args.partitions} partitions; model {loaded.metadata.version} on {args.device} "
-          f"({threads}); step batch {args.step_batch}")
+          f"({threads}); step batch {args.step_batch}; checkpoints every "
+          f"{args.checkpoint_seconds:g} s")
     print_table(["measure", "value"], [
         ["produce (acks=all), parcel-obs/s", f"{parcel_obs / produce_s:,.0f}"],
         ["end to end: bus -> state -> decisions, parcel-obs/s", f"{max_rate:,.0f}"],

@@ -4,7 +4,9 @@ The consumer takes a snapshot (changed state rows, packed; decisions and dead le
 last one; the source offsets) and goes on stepping the next batches while this writer commits
 the snapshot in one store transaction; the database releases the GIL while it works. Only one
 write is in flight: the next snapshot waits for it, which bounds memory and keeps commits in
-order. Whoever needs the state durable (a revocation, paging a shard out, closing) waits.
+order. A periodic checkpoint that falls due while a write is still running is put off until it
+ends, so checkpoints come as often as the store keeps up (and at most every N seconds or M
+chunks). Whoever needs the state durable (a revocation, paging a shard out, closing) waits.
 
 A write that fails hands its snapshot back, so the next checkpoint writes it again: nothing
 is dropped from a checkpoint because the store was briefly unavailable.
@@ -53,6 +55,10 @@ class CheckpointWriter:
         done = self.wait()
         self._in_flight = self._executor.submit(self._write, snapshot)
         return done
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None and not self._in_flight.done()
 
     def wait(self) -> Snapshot | None:
         """Block until the write in flight is durable and return its snapshot (None if there

@@ -424,9 +424,10 @@ class Consumer:
                 self.offsets[key] = max(self.offsets.get(key, 0), r.offset + 1)
             self.chunks_since += len(records)
             self.tally.update(decisions=len(out.decisions), records=len(records))
-        if self.chunks_since and (self.chunks_since >= self.checkpoint_chunks
-                                  or time.monotonic() - self.last_checkpoint
-                                  >= self.checkpoint_seconds):
+        due = self.chunks_since and (self.chunks_since >= self.checkpoint_chunks
+                                     or time.monotonic() - self.last_checkpoint
+                                     >= self.checkpoint_seconds)
+        if due and not self.writer.busy:  # else put off until the store caught up
             self.checkpoint(durable=False)  # written while the next batches are stepped
             self.page_out()
             self.metrics.consumer_lag.set(self.consumer.lag())

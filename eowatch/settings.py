@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     s2_timeout_seconds: float = Field(30.0, gt=0, description="STAC API request timeout")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
-    checkpoint_seconds: float = Field(2.0, gt=0, description="checkpoint at least this often")
+    checkpoint_seconds: float = Field(
+        2.0, gt=0, description="checkpoint this often (later while the previous write runs)")
     checkpoint_chunks: int = Field(2000, ge=1, description="checkpoint after this many chunks")
     state_budget_bytes: int | None = Field(
         None, ge=1, description="memory for parcel state; beyond it, least recently used shards "

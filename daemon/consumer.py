@@ -31,6 +31,7 @@ from .store.store import Store
 from .store.tables import utcnow
 
 log = logging.getLogger(__name__)
+LOAD_SHARDS_AT_ONCE = 8
 
 
 @dataclass
@@ -136,7 +137,10 @@ class Processor:
         mask = np.isin(self.registry.shards, missing)
         self.table.add(np.asarray(self.registry.index[mask], dtype=object),
                        self.registry.shards[mask])
-        self.table.restore(self.load_states(missing))
+        # a few shards at a time: a million records in one piece cost more in fresh memory
+        # (page faults) than in reading them
+        for start in range(0, len(missing), LOAD_SHARDS_AT_ONCE):
+            self.table.restore(self.load_states(missing[start:start + LOAD_SHARDS_AT_ONCE]))
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.parcels_tracked.set(len(self.table))

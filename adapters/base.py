@@ -27,6 +27,11 @@ class Adapter(ABC):
     @abstractmethod
     def poll(self) -> int: ...
 
+    def stop(self) -> None:
+        """Ask a poll in flight to end after the acquisition it is publishing, so that a
+        shutdown waits for one acquisition, not for a whole backlog."""
+        return  # feeds whose polls are short have nothing to do
+
 
 def chunks_by_shard(feed: str, acquisition_id: str, acquired_at: datetime,
                     band_names: Sequence[str], parcel_ids: np.ndarray, shards: np.ndarray,

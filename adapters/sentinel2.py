@@ -8,6 +8,7 @@ it. docs/sentinel2.md describes the settings, the pixel rule and the reflectance
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -339,6 +340,7 @@ class Sentinel2Feed(Adapter):
         self.publisher, self.band_names, self.config = publisher, tuple(band_names), config
         self.interval_seconds, self.metrics, self.now = interval_seconds, metrics, now
         self.search = StacSearch(config)
+        self.stopping = threading.Event()
         self._parcels: ParcelSet | None = None
         self._parcels_version: tuple[int, datetime | None] | None = None
 
@@ -366,6 +368,8 @@ class Sentinel2Feed(Adapter):
                  if i.id not in cursor.recent]
         published = 0
         for item in items[:self.config.max_items_per_poll]:
+            if self.stopping.is_set():
+                break
             started = time.perf_counter()
             try:
                 rows = read_item(item, parcels, self.band_names, self.config)
@@ -383,6 +387,9 @@ class Sentinel2Feed(Adapter):
             published += len(chunks)
             self._count(item, rows, time.perf_counter() - started)
         return published
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
         attempts = cursor.failures.get(item.id, 0) + 1

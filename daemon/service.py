@@ -159,6 +159,8 @@ class Daemon:
         return 0
 
     def shutdown(self, api_thread: threading.Thread | None = None) -> None:
+        for adapter in self.adapters:
+            adapter.stop()
         if self.scheduler.running:  # a poll in flight commits or leaves no trace
             self.scheduler.shutdown(wait=True)
         self.api.should_exit = True

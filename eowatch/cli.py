@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # two lines per feed poll at INFO; poll_job logs what matters (failures) itself
+    logging.getLogger("apscheduler.executors").setLevel(
+        max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.handler(args) or 0)
     except EowatchError as exc:

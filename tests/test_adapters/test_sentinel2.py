@@ -330,6 +330,29 @@ def test_the_feed_publishes_each_item_once_and_reads_late_items(server, feed_sto
                                              {"feed": "sentinel2", "outcome": "published"}) == 2
 
 
+def test_a_stopping_feed_ends_its_poll_after_the_item_in_flight(server, feed_store,
+                                                               monkeypatch):
+    import eowatch.adapters.sentinel2 as sentinel2
+
+    window = aligned_window(T30UWU, -1.9, 48.0, 600, 600)
+    parcels = grid_parcels(window, 1)
+    register(feed_store, T30UWU, parcels)
+    feed, _, bus = make_feed(feed_store, server.url)
+    for k in range(3):
+        server.add(Scene(T30UWU, window, WHEN + timedelta(days=5 * k), parcels=parcels,
+                         item_id=f"S2A_30UWU_item{k}"))
+    original = sentinel2.read_item
+
+    def read_then_stop(*args, **kwargs):   # a shutdown arrives while the first item is read
+        feed.stop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sentinel2, "read_item", read_then_stop)
+    feed.poll()
+    assert {c.acquisition_id for c in published(bus)} == {"S2A_30UWU_item0"}
+    assert feed.cursor().id == "S2A_30UWU_item0"
+
+
 def test_a_failing_item_holds_the_cursor_then_is_skipped(server, feed_store, tmp_path):
     window = aligned_window(T30UWU, -1.9, 48.0, 1200, 1200)
     parcels = grid_parcels(window, 4)

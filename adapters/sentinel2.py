@@ -126,15 +126,15 @@ def item_epsg(item: pystac.Item) -> int:
     raise ItemError(f"item {item.id} states no projection (proj:epsg / proj:code)")
 
 
-def _tile_transform(item: pystac.Item, band: str, raster: Raster) -> Affine:
-    """The transform of the item's full tile grid: the asset's ``proj:transform`` where the item
-    states it, else the raster's own."""
+def _stated_transform(item: pystac.Item, band: str) -> Affine | None:
+    """The transform of the item's full tile grid as the item states it (``proj:transform``
+    of the band's asset), or None."""
     for key in (EARTH_SEARCH_ASSETS.get(band), band):
         stated = item.assets[key].extra_fields.get("proj:transform") \
             if key in item.assets else None
         if stated:
             return Affine(*stated[:6])
-    return raster.transform
+    return None
 
 
 def _windows(geometries: np.ndarray, origin: tuple[float, float]
@@ -187,6 +187,9 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
     hrefs = [asset_href(item, band) for band in band_names]
     scl = scl_href(item)
     epsg = item_epsg(item)
+    stated = _stated_transform(item, band_names[0])
+    if stated is not None and not len(parcels.homed_in(epsg, tile_square(stated))[0]):
+        return None  # known from the metadata alone: no raster is opened
     with gdal_env(), ExitStack() as opened:
         try:
             rasters = [opened.enter_context(Raster(href)) for href in hrefs]
@@ -195,7 +198,7 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
                 if raster.crs is None or raster.crs.to_epsg() != epsg:
                     raise ItemError(f"{raster.href}: CRS {raster.crs} is not the item's "
                                     f"EPSG:{epsg}")
-            square = tile_square(_tile_transform(item, band_names[0], rasters[0]))
+            square = tile_square(stated if stated is not None else rasters[0].transform)
             index, geometries = parcels.homed_in(epsg, square)
             if not len(index):
                 return None

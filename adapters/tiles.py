@@ -23,6 +23,7 @@ import pyproj
 import shapely
 from affine import Affine
 
+MAX_SEARCH_VERTICES = 2000  # beyond this, the search area becomes its convex hull
 SQUARE = 100_000.0   # MGRS 100 km square
 TILE = 109_800.0     # Sentinel-2 tile side
 
@@ -110,7 +111,9 @@ class ParcelSet:
 
 def search_area(parcels: ParcelSet, cell_degrees: float = 0.1) -> dict:
     """A GeoJSON MultiPolygon of the cells (``cell_degrees`` grid) that hold parcels: what the
-    STAC search asks for, instead of one box over a whole country."""
+    STAC search asks for, instead of one box over a whole country. Parcels scattered so widely
+    that the cells need more than ``MAX_SEARCH_VERTICES`` vertices get their convex hull:
+    items it adds have no parcel homed on them and are passed over from their metadata."""
     cell = np.floor(shapely.bounds(parcels.geometries) / cell_degrees).astype(np.int64)
     # a parcel smaller than a cell touches at most the cells of its four corners
     corners = np.concatenate([cell[:, [0, 1]], cell[:, [2, 1]], cell[:, [0, 3]],
@@ -122,4 +125,6 @@ def search_area(parcels: ParcelSet, cell_degrees: float = 0.1) -> dict:
     boxes = shapely.box(corner[:, 0], corner[:, 1], corner[:, 0] + cell_degrees,
                         corner[:, 1] + cell_degrees)
     union = shapely.union_all(boxes).simplify(cell_degrees / 10)
+    if shapely.get_num_coordinates(union) > MAX_SEARCH_VERTICES:
+        union = union.convex_hull  # a request body an API accepts; extra items cost little
     return json.loads(shapely.to_geojson(union))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pystac
 import pytest
 import rasterstats
 import shapely
@@ -214,6 +215,31 @@ def test_parcels_in_two_tiles_are_measured_once_by_their_home_tile(server):
     for rows in by_item.values():
         assert (rows.valid_fraction == 1.0).all()
         assert rows.values == pytest.approx(np.array([[CROP[b] for b in BANDS]] * 2), abs=1e-6)
+
+
+def test_an_item_without_homed_parcels_is_passed_over_without_reading(server, tmp_path):
+    window = aligned_window(T30UWU, -1.9, 48.0, 600, 600)
+    parcels = grid_parcels(window, 2)
+    item = server.add(Scene(T30UXU, (600_000.0, 5_350_000.0, 600_600.0, 5_350_600.0), WHEN))
+    ps = parcel_set(T30UWU, parcels)          # homed on 30UWU: nothing for 30UXU's item
+    requests = len(server.requests)
+    assert read_item(pystac.Item.from_dict(item), ps, BANDS) is None
+    assert len(server.requests) == requests   # decided from the item's metadata alone
+
+
+def test_the_search_area_follows_the_parcels_and_stays_small():
+    rng = np.random.default_rng(0)
+    few = np.array([shapely.box(x, y, x + 0.001, y + 0.001)
+                    for x, y in [(-1.9, 48.0), (-1.2, 47.5)]], dtype=object)
+    area = shapely.geometry.shape(search_area(ParcelSet(np.array(["a", "b"], dtype=object),
+                                                        np.zeros(2, np.int64), few)))
+    assert area.area == pytest.approx(0.02) and area.contains(shapely.union_all(few))
+    scattered = np.array([shapely.box(x, y, x + 0.001, y + 0.001)
+                          for x, y in rng.uniform([-5, 42], [8, 51], (20_000, 2))], dtype=object)
+    wide = shapely.geometry.shape(search_area(ParcelSet(
+        np.arange(20_000).astype(str).astype(object), np.zeros(20_000, np.int64), scattered)))
+    assert shapely.get_num_coordinates(wide) <= 2000
+    assert wide.contains(shapely.union_all(scattered))
 
 
 def test_home_squares_prefer_a_tile_that_holds_the_whole_parcel():

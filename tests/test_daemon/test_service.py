@@ -114,7 +114,8 @@ def all_decisions_from_store(data_dir: Path) -> list:
     return Store(f"sqlite:///{data_dir / 'eowatch.db'}").list_decisions(limit=10_000).items
 
 
-@pytest.mark.parametrize("trial", range(3))
+# 3 trials in the suite; a soak run asks for more: KILL_TRIALS=50 pytest -k kill_9
+@pytest.mark.parametrize("trial", range(int(os.environ.get("KILL_TRIALS", "3"))))
 def test_kill_9_loses_and_duplicates_nothing(tmp_path, trial, reference_decisions):
     rng = random.Random(trial)
     port = free_port()

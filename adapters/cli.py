@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 from eowatch.errors import EowatchError
+from eowatch.settings import comma_list
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -28,8 +29,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--id-field", help="attribute holding the parcel id (default: fid)")
     extract.add_argument("--label-field", default="label",
                          help="attribute holding the crop label (default label)")
-    extract.add_argument("--bands", help="comma-separated bands in model order (default: the "
-                         "configured model's)")
+    extract.add_argument("--bands", type=comma_list, help="comma-separated bands in model "
+                         "order (default: the configured model's)")
     extract.add_argument("--min-valid-fraction", type=float,
                          help="leave out cloudier observations (default "
                          "EOWATCH_MIN_VALID_FRACTION)")
@@ -59,8 +60,7 @@ def run_extract(args: argparse.Namespace) -> int:
     if not end_text:
         raise EowatchError("--season needs START/END, e.g. 2024-01-01/2024-12-31")
     start, end = _when(start_text, False), _when(end_text, True)
-    bands = (tuple(b.strip() for b in args.bands.split(",")) if args.bands
-             else load_artifact(settings.model_path).metadata.band_names)
+    bands = args.bands or load_artifact(settings.model_path).metadata.band_names
     parcels, labels = labelled_parcels(args.parcels, args.id_field, args.label_field)
     if not len(parcels):
         raise EowatchError(f"{args.parcels}: no labelled parcel to extract")

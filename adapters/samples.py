@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import shapely
 from eowatch.daemon.parcels import ImportError_, prepare
 
 from .sentinel2 import FEED, ItemError, Sentinel2Config, StacSearch, read_item
-from .tiles import ParcelSet, search_area
+from .tiles import ParcelSet
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class ExtractReport:
     items: int = 0
-    failed: list[str] | None = None
+    failed: list[str] = field(default_factory=list)
     rows: int = 0
     cloudy: int = 0
 
     def summary(self) -> str:
-        failed = self.failed or []
-        return (f"{self.items} items read, {len(failed)} unreadable"
-                + (f" ({', '.join(failed[:10])})" if failed else "")
+        return (f"{self.items} items read, {len(self.failed)} unreadable"
+                + (f" ({', '.join(self.failed[:10])})" if self.failed else "")
                 + f"; {self.rows} rows written, {self.cloudy} below the valid fraction")
 
 
@@ -61,8 +60,8 @@ def extract(parcels: ParcelSet, labels: np.ndarray, start: datetime, end: dateti
             band_names: Sequence[str], config: Sentinel2Config, min_valid_fraction: float,
             out: Path) -> ExtractReport:
     """Write one row per (parcel, acquisition) of [start, end] in the long format."""
-    report = ExtractReport(failed=[])
-    items = StacSearch(config).items(search_area(parcels), start, end)
+    report = ExtractReport()
+    items = StacSearch(config).items(parcels.search_area(), start, end)
     centre = shapely.centroid(parcels.geometries)
     frames = []
     for item in items:
@@ -70,7 +69,7 @@ def extract(parcels: ParcelSet, labels: np.ndarray, start: datetime, end: dateti
             rows = read_item(item, parcels, band_names, config)
         except ItemError as exc:
             log.warning("skipping %s: %s", item.id, exc)
-            report.failed.append(item.id)  # type: ignore[union-attr]
+            report.failed.append(item.id)
             continue
         report.items += 1
         if rows is None:

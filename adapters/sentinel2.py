@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,19 +26,20 @@ from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from urllib3 import Retry
 
+from eowatch.daemon.metrics import Metrics
 from eowatch.errors import EowatchError
 
 from .base import Adapter, Publisher, chunks_by_shard
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
-from .tiles import ParcelSet, search_area, tile_square
+from .tiles import ParcelSet, tile_square
 from .zonal import MIN_PIXELS, Membership, membership
 
 log = logging.getLogger(__name__)
 FEED = "sentinel2"
 
 # Model band -> Earth Search v1 asset key; other STAC APIs name assets by band ("B04", or
-# "B04_10m" in the Copernicus Data Space) or carry the band in eo:bands, which ``asset_href``
+# "B04_10m" in the Copernicus Data Space) or carry the band in eo:bands, which ``band_asset``
 # also accepts.
 EARTH_SEARCH_ASSETS = {
     "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
@@ -92,19 +93,18 @@ class ItemRows:
     valid_fraction: np.ndarray   # [n] float32
     offset: OffsetDecision
     no_valid_pixels: int = 0     # homed parcels left out: nothing valid in some band
-    parcels_homed: int = 0
 
 
-def asset_href(item: pystac.Item, band: str) -> str:
-    """The href of ``band``'s asset; ItemError naming the band when the item has none."""
+def band_asset(item: pystac.Item, band: str) -> pystac.Asset:
+    """``band``'s asset; ItemError naming the band when the item has none."""
     native = [f"{band}_{res}m" for res in (10, 20, 60)]  # the Copernicus Data Space's keys
     for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower(), *native):
         if key and key in item.assets:
-            return item.assets[key].href
+            return item.assets[key]
     for asset in item.assets.values():
         names = {b.get("name") for b in asset.extra_fields.get("eo:bands", [])}
         if band in names and "data" in (asset.roles or []) and len(names) == 1:
-            return asset.href
+            return asset
     raise ItemError(f"item {item.id} has no asset for band {band}; its assets: "
                     f"{sorted(item.assets)}")
 
@@ -126,15 +126,11 @@ def item_epsg(item: pystac.Item) -> int:
     raise ItemError(f"item {item.id} states no projection (proj:epsg / proj:code)")
 
 
-def _stated_transform(item: pystac.Item, band: str) -> Affine | None:
-    """The transform of the item's full tile grid as the item states it (``proj:transform``
-    of the band's asset), or None."""
-    for key in (EARTH_SEARCH_ASSETS.get(band), band):
-        stated = item.assets[key].extra_fields.get("proj:transform") \
-            if key in item.assets else None
-        if stated:
-            return Affine(*stated[:6])
-    return None
+def _stated_transform(asset: pystac.Asset) -> Affine | None:
+    """The transform of the item's full tile grid as the asset states it
+    (``proj:transform``), or None."""
+    stated = asset.extra_fields.get("proj:transform")
+    return Affine(*stated[:6]) if stated else None
 
 
 def _windows(geometries: np.ndarray, origin: tuple[float, float]
@@ -184,15 +180,15 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
     acquired_at = item.datetime
     if acquired_at is None:
         raise ItemError(f"item {item.id} has no datetime")
-    hrefs = [asset_href(item, band) for band in band_names]
+    assets = [band_asset(item, band) for band in band_names]
     scl = scl_href(item)
     epsg = item_epsg(item)
-    stated = _stated_transform(item, band_names[0])
+    stated = _stated_transform(assets[0])
     if stated is not None and not len(parcels.homed_in(epsg, tile_square(stated))[0]):
         return None  # known from the metadata alone: no raster is opened
     with gdal_env(), ExitStack() as opened:
         try:
-            rasters = [opened.enter_context(Raster(href)) for href in hrefs]
+            rasters = [opened.enter_context(Raster(asset.href)) for asset in assets]
             mask = opened.enter_context(Raster(scl)) if scl else None
             for raster in rasters + ([mask] if mask else []):
                 if raster.crs is None or raster.crs.to_epsg() != epsg:
@@ -217,15 +213,18 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
     total_pixels = np.zeros(n)
     samples: list[list[np.ndarray]] = [[] for _ in rasters]
     origin = (rasters[0].transform.c, rasters[0].transform.f)
+
+    def tally(members: np.ndarray, belongs: Membership, valid: np.ndarray) -> None:
+        valid_pixels[members] += belongs.counts(valid.ravel()[belongs.pixel].astype(float))
+        total_pixels[members] += belongs.counts()
+
     for members, window in _windows(geometries, origin):
         clear: np.ndarray | None = None
         if mask is not None:
             row, col, height, width, transform = _grid(mask, window)
             clear = np.isin(mask.read(row, col, height, width), config.scl_valid)
-            belongs = membership(geometries[members], transform, (height, width),
-                                 config.min_pixels)
-            valid_pixels[members] += belongs.counts(clear.ravel()[belongs.pixel].astype(float))
-            total_pixels[members] += belongs.counts()
+            tally(members, membership(geometries[members], transform, (height, width),
+                                      config.min_pixels), clear)
         by_resolution: dict[float, Membership] = {}
         for b, raster in enumerate(rasters):
             row, col, height, width, transform = _grid(raster, window)
@@ -237,13 +236,11 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
             ok = dn != raster.nodata
             if clear is not None:
                 ok &= _resample_mask(clear, height, width)
-            mean, _ = belongs.means(dn, ok)
-            mean_dn[members, b] = mean
+            mean_dn[members, b] = belongs.means(dn, ok)
             clear_dn = dn[ok]
             samples[b].append(clear_dn[::max(1, clear_dn.size // SAMPLE_PIXELS)])
             if mask is None and b == 0:  # no scene classification: valid means not nodata
-                valid_pixels[members] += belongs.counts(ok.ravel()[belongs.pixel].astype(float))
-                total_pixels[members] += belongs.counts()
+                tally(members, belongs, ok)
     offset = decide_offset(properties, (np.concatenate(s) for s in samples))
     observed = np.isfinite(mean_dn).all(axis=1) & (valid_pixels > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -251,7 +248,7 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
     return ItemRows(item_id, acquired_at, index[observed],
                     offset.reflectance(mean_dn[observed]).astype(np.float32),
                     fraction[observed].astype(np.float32), offset,
-                    no_valid_pixels=int((~observed).sum()), parcels_homed=n)
+                    no_valid_pixels=int((~observed).sum()))
 
 
 class StacSearch:
@@ -334,14 +331,15 @@ class Sentinel2Feed(Adapter):
     name = FEED
 
     def __init__(self, publisher: Publisher, band_names: Sequence[str], config: Sentinel2Config,
-                 interval_seconds: float = 600.0, metrics: Any = None,
+                 interval_seconds: float = 600.0, metrics: Metrics | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if "l2a" in config.collection.lower() and "B10" in band_names:
             raise EowatchError(f"the model reads B10 (cirrus), which {config.collection} does "
                                "not carry: use EOWATCH_S2_COLLECTION=sentinel-2-l1c or a model "
                                "trained without B10 (eowatch train --bands)")
         self.publisher, self.band_names, self.config = publisher, tuple(band_names), config
-        self.interval_seconds, self.metrics, self.now = interval_seconds, metrics, now
+        self.interval_seconds, self.now = interval_seconds, now
+        self.metrics = metrics or Metrics()
         self.search = StacSearch(config)
         self.stopping = threading.Event()
         self._parcels: ParcelSet | None = None
@@ -367,7 +365,7 @@ class Sentinel2Feed(Adapter):
         cursor = self.cursor()
         since = (cursor.datetime - self.config.lookback if cursor.datetime
                  else self.config.start or self.now() - timedelta(days=30))
-        items = [i for i in self.search.items(search_area(parcels), since)
+        items = [i for i in self.search.items(parcels.search_area(), since)
                  if i.id not in cursor.recent]
         published = 0
         for item in items[:self.config.max_items_per_poll]:
@@ -396,39 +394,32 @@ class Sentinel2Feed(Adapter):
 
     def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
         attempts = cursor.failures.get(item.id, 0) + 1
-        self._inc("feed_items", "failed")
+        self.metrics.feed_items.labels(FEED, "failed").inc()
         if attempts < self.config.max_attempts:
             log.warning("sentinel2: item %s failed (attempt %d of %d): %s", item.id, attempts,
                         self.config.max_attempts, exc)
-            cursor = Cursor(cursor.datetime, cursor.id, cursor.recent,
-                            {**cursor.failures, item.id: attempts}, cursor.skipped)
-            self.publisher.publish(FEED, [], cursor.dump())
-            return cursor
-        log.error("sentinel2: item %s skipped after %d failed attempts: %s", item.id, attempts, exc)
-        self._inc("feed_items", "skipped")
-        skipped = cursor.after(item, self.config.lookback)
-        skipped.skipped.append({"id": item.id, "reason": str(exc)})
-        self.publisher.publish(FEED, [], skipped.dump())
-        return skipped
+            cursor = replace(cursor, failures={**cursor.failures, item.id: attempts})
+        else:
+            log.error("sentinel2: item %s skipped after %d failed attempts: %s", item.id,
+                      attempts, exc)
+            self.metrics.feed_items.labels(FEED, "skipped").inc()
+            cursor = cursor.after(item, self.config.lookback)
+            cursor.skipped.append({"id": item.id, "reason": str(exc)})
+        self.publisher.publish(FEED, [], cursor.dump())
+        return cursor
 
     def _count(self, item: pystac.Item, rows: ItemRows | None, seconds: float) -> None:
         if rows is None:
-            self._inc("feed_items", "no_parcels")
+            self.metrics.feed_items.labels(FEED, "no_parcels").inc()
             return
-        self._inc("feed_items", "published")
-        if self.metrics is not None:
-            self.metrics.feed_parcels.labels(FEED, "observed").inc(len(rows.parcel_index))
-            self.metrics.feed_parcels.labels(FEED, "no_valid_pixels").inc(rows.no_valid_pixels)
-            self.metrics.feed_item_seconds.labels(FEED).observe(seconds)
-            if rows.offset.contradiction:
-                self.metrics.offset_contradictions.labels(FEED).inc()
+        self.metrics.feed_items.labels(FEED, "published").inc()
+        self.metrics.feed_parcels.labels(FEED, "observed").inc(len(rows.parcel_index))
+        self.metrics.feed_parcels.labels(FEED, "no_valid_pixels").inc(rows.no_valid_pixels)
+        self.metrics.feed_item_seconds.labels(FEED).observe(seconds)
         if rows.offset.contradiction:
+            self.metrics.offset_contradictions.labels(FEED).inc()
             log.warning("sentinel2: item %s says the reflectance offset is %sapplied but its "
                         "data say %s; following the data", item.id,
                         "" if rows.offset.metadata_applied else "not ", rows.offset.verdict)
         log.info("sentinel2: %s: %d parcels observed, %d without valid pixels, %.1f s", item.id,
                  len(rows.parcel_index), rows.no_valid_pixels, seconds)
-
-    def _inc(self, metric: str, outcome: str) -> None:
-        if self.metrics is not None:
-            getattr(self.metrics, metric).labels(FEED, outcome).inc()

@@ -71,6 +71,7 @@ class ParcelSet:
     epsg: np.ndarray = field(init=False)
     _projected: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         init=False, default_factory=dict)
+    _area: dict | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         centre = shapely.centroid(shapely.envelope(self.geometries))
@@ -85,9 +86,11 @@ class ParcelSet:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def bounds(self) -> tuple[float, float, float, float]:
-        minx, miny, maxx, maxy = shapely.bounds(self.geometries).T
-        return float(minx.min()), float(miny.min()), float(maxx.max()), float(maxy.max())
+    def search_area(self) -> dict:
+        """``search_area`` of these parcels, computed once."""
+        if self._area is None:
+            self._area = search_area(self)
+        return self._area
 
     def in_zone(self, epsg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(parcel indices, UTM geometries, home squares) of the parcels whose zone is

@@ -39,15 +39,15 @@ class Membership:
     def counts(self, weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(self.parcel, weights=weights, minlength=self.n_parcels)
 
-    def means(self, grid: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(per-parcel mean of ``grid`` over its valid pixels, valid pixel count); NaN where a
-        parcel has no valid pixel. ``grid`` and ``valid`` have the grid's shape."""
+    def means(self, grid: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Per-parcel mean of ``grid`` over its valid pixels; NaN where a parcel has no valid
+        pixel. ``grid`` and ``valid`` have the grid's shape."""
         ok = valid.ravel()[self.pixel]
         values = grid.ravel()[self.pixel].astype(np.float64)
         n = self.counts(ok.astype(np.float64))
         total = self.counts(np.where(ok, values, 0.0))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return total / n, n
+            return total / n
 
 
 def _layers(geometries: np.ndarray) -> list[np.ndarray]:

@@ -29,7 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eowatch.adapters.sentinel2 import read_item  # noqa: E402
 from eowatch.adapters.tiles import ParcelSet  # noqa: E402
 from eowatch.adapters.zonal import MIN_PIXELS  # noqa: E402
-from tests.sentinel2_data import BAND_RESOLUTION, T30UWU, Scene, write_scene  # noqa: E402
+from tests.sentinel2_data import (  # noqa: E402
+    BAND_RESOLUTION,
+    T30UWU,
+    Scene,
+    aligned_window,
+    write_scene,
+)
 
 
 def make_parcels(n: int, window: tuple[float, float, float, float], seed: int = 0) -> list:
@@ -70,10 +76,7 @@ def main() -> int:
     from exactextract.feature import JSONFeatureSource
 
     side = int(np.ceil(np.sqrt(args.parcels))) * 120 + 120
-    x, y = T30UWU.to_utm(-1.9, 48.1)
-    t = T30UWU.transform
-    x0, y1 = t.c + np.floor((x - t.c) / 60) * 60, t.f - np.floor((t.f - y) / 60) * 60
-    window = (x0, y1 - side, x0 + side, y1)
+    window = aligned_window(T30UWU, -1.9, 48.1, side, side)
     parcels = make_parcels(args.parcels, window)
     root = Path(tempfile.mkdtemp(prefix="eowatch-zonal-"))
     scene = Scene(T30UWU, window, datetime(2026, 6, 1, 10, 30, tzinfo=UTC), parcels=parcels,

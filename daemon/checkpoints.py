@@ -14,7 +14,6 @@ is dropped from a checkpoint because the store was briefly unavailable.
 
 from __future__ import annotations
 
-import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ from typing import Any
 
 from .metrics import Metrics
 from .store.store import Store
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -26,6 +26,11 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default" / 
     "sentinel2-simulated.pt"
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """"a, b,c" -> ("a", "b", "c"): how settings and command-line options take lists."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 class SettingsError(EowatchError, ValueError):
     """A setting with a value eowatch cannot use; the message names it and the fix."""
 
@@ -102,9 +107,7 @@ class Settings(BaseSettings):
     @field_validator("feeds", "s2_scl_valid", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(f.strip() for f in value.split(",") if f.strip())
-        return value
+        return comma_list(value) if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from eowatch.settings import comma_list
+
 from .datasets import load_dataset
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="stop when the stopping probability reaches this (default 0.5)")
     p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
-    p.add_argument("--bands", type=lambda v: tuple(b.strip() for b in v.split(",")),
+    p.add_argument("--bands", type=comma_list,
                    help="comma-separated bands to train on, in model order (default: all)")
     p.add_argument("--season-start", help="season start MM-DD (long format without start_date)")
     p.add_argument("--version", help="model version string (default: derived from the data)")

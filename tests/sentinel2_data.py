@@ -69,6 +69,16 @@ class Tile:
                                  lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
 
 
+def aligned_window(tile: Tile, lon: float, lat: float, width: float, height: float
+                   ) -> tuple[float, float, float, float]:
+    """A window of the tile's grid, aligned on 60 m, whose north-west corner is near lon/lat."""
+    x, y = tile.to_utm(lon, lat)
+    t = tile.transform
+    x0 = t.c + np.floor((x - t.c) / 60) * 60
+    y1 = t.f - np.floor((t.f - y) / 60) * 60
+    return (x0, y1 - height, x0 + width, y1)
+
+
 # Two neighbouring tiles near Rennes (zone 30): 30UWU and, 100 km east, 30UXU.
 T30UWU = Tile("30UWU", 32630, 500_000.0, 5_300_000.0)
 T30UXU = Tile("30UXU", 32630, 600_000.0, 5_300_000.0)
@@ -100,10 +110,14 @@ class Scene:
         if not self.item_id:
             self.item_id = f"S2B_{self.tile.name}_{self.when:%Y%m%d}_0_L2A"
 
-    def reflectance(self, band: str, resolution: int) -> np.ndarray:
+    def grid(self, resolution: int) -> tuple[Affine, tuple[int, int]]:
+        """(transform, shape) of the window at ``resolution`` metres."""
         x0, y0, x1, y1 = self.window
-        transform = Affine(resolution, 0, x0, 0, -resolution, y1)
-        shape = (round((y1 - y0) / resolution), round((x1 - x0) / resolution))
+        return (Affine(resolution, 0, x0, 0, -resolution, y1),
+                (round((y1 - y0) / resolution), round((x1 - x0) / resolution)))
+
+    def reflectance(self, band: str, resolution: int) -> np.ndarray:
+        transform, shape = self.grid(resolution)
         values = np.full(shape, SOIL[band])
         if self.parcels:
             labels = rasterio.features.rasterize(
@@ -126,13 +140,12 @@ class Scene:
 
     def _mask(self, boxes: list[tuple[float, float, float, float]], resolution: int
               ) -> np.ndarray:
-        x0, y0, x1, y1 = self.window
-        shape = (round((y1 - y0) / resolution), round((x1 - x0) / resolution))
+        transform, shape = self.grid(resolution)
         if not boxes:
             return np.zeros(shape, bool)
         return rasterio.features.rasterize(
             [shapely.box(*b) for b in boxes], out_shape=shape, all_touched=False,
-            transform=Affine(resolution, 0, x0, 0, -resolution, y1), fill=0, dtype="uint8") > 0
+            transform=transform, fill=0, dtype="uint8") > 0
 
     def dn(self, band: str) -> np.ndarray:
         resolution = BAND_RESOLUTION[band]

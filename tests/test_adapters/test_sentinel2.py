@@ -33,22 +33,13 @@ from tests.sentinel2_data import (
     Scene,
     StacServer,
     Tile,
+    aligned_window,
     fixture_item,
     write_cog,
 )
 
 BANDS = tuple(BAND_RESOLUTION)
 WHEN = datetime(2026, 5, 3, 11, 7, 31, tzinfo=UTC)
-
-
-def aligned_window(tile: Tile, lon: float, lat: float, width: float, height: float
-                   ) -> tuple[float, float, float, float]:
-    """A window of the tile's grid, aligned on 60 m, whose north-west corner is near lon/lat."""
-    x, y = tile.to_utm(lon, lat)
-    t = tile.transform
-    x0 = t.c + np.floor((x - t.c) / 60) * 60
-    y1 = t.f - np.floor((t.f - y) / 60) * 60
-    return (x0, y1 - height, x0 + width, y1)
 
 
 def grid_parcels(window, n: int, size: float = 120.0, gap: float = 120.0):

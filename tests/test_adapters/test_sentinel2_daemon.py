@@ -23,10 +23,10 @@ from eowatch.models.datasets.breizhcrops import S2_BANDS
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
 from eowatch.settings import DEFAULT_MODEL
-from tests.sentinel2_data import BAND_RESOLUTION, T30UWU, Scene, StacServer
+from tests.sentinel2_data import BAND_RESOLUTION, T30UWU, Scene, StacServer, aligned_window
 from tests.test_daemon.pipeline import drain, make_daemon
 
-from .test_sentinel2 import aligned_window, grid_parcels
+from .test_sentinel2 import grid_parcels
 
 N_PARCELS, LAST_DAY, SHARDS = 12, 240, 8
 OVERPASS = timedelta(hours=10, minutes=30)

@@ -5,6 +5,7 @@ In CI (CI set) a missing component fails the tests loudly instead of skipping th
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,6 +70,21 @@ def kafka_bootstrap() -> Iterator[str]:
     yield bootstrap
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 server (moto) for a broker whose storage must outlive its process."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        unavailable("moto (S3 server)", repr(exc))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
 
 
 @pytest.fixture

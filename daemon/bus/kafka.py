@@ -8,6 +8,7 @@ seeks there. Committing to Kafka as well keeps the group's lag visible to standa
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -84,10 +85,16 @@ class KafkaBus(Bus):
                                 on_revoked)
 
     def ping(self) -> bool:
-        try:
-            return bool(self.producer.bootstrap_connected())
-        except BusError:
-            return False
+        """Whether a bootstrap broker accepts connections. The clients' own connection state
+        is no answer: it outlives a dead broker until their next request fails."""
+        for address in self.bootstrap.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+                return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     def close(self) -> None:
         if self._producer is not None:

@@ -36,8 +36,12 @@ class Adapter(ABC):
 def chunks_by_shard(feed: str, acquisition_id: str, acquired_at: datetime,
                     band_names: Sequence[str], parcel_ids: np.ndarray, shards: np.ndarray,
                     values: np.ndarray, valid_fraction: np.ndarray) -> list[ObservationChunk]:
-    """Split one acquisition's per-parcel rows into one chunk per shard (no per-parcel loop)."""
-    order = np.argsort(shards, kind="stable")
+    """Split one acquisition's per-parcel rows into one chunk per shard (no per-parcel loop).
+
+    Within a chunk parcels are in id order, the order in which the consumer lays out a shard's
+    state rows: a chunk that holds the whole shard then maps to one block of rows."""
+    by_id = np.argsort(parcel_ids, kind="stable")
+    order = by_id[np.argsort(shards[by_id], kind="stable")]
     shard_values, starts = np.unique(shards[order], return_index=True)
     bounds = list(starts[1:]) + [len(order)]
     return [ObservationChunk(feed=feed, acquisition_id=acquisition_id, acquired_at=acquired_at,

@@ -285,9 +285,13 @@ class Processor:
     @torch.inference_mode()
     def step(self, rows: np.ndarray, batch: Rows) -> None:
         """Gather, step and scatter, in slices of at most ``step_batch`` parcels (a wave's
-        parcels are distinct, so slices are independent; large batches lose cache locality)."""
-        values = torch.as_tensor(batch.values, device=self.device)
-        days = torch.as_tensor(batch.day, device=self.device)
+        parcels are distinct, so slices are independent; large batches lose cache locality).
+        Slices follow the table's row order: whole shards are then blocks of rows, read and
+        written without an index."""
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        values = torch.as_tensor(batch.values[order], device=self.device)
+        days = torch.as_tensor(batch.day[order], device=self.device)
         for start in range(0, len(rows), self.step_batch):
             part = slice(start, start + self.step_batch)
             block = contiguous(rows[part])
@@ -301,10 +305,10 @@ class Processor:
             self.metrics.batch_parcels.observe(len(rows[part]))
             self.table.log_probs[rows[part]] = log_probs.cpu().numpy()
             self.table.p_stop[rows[part]] = p_stop.cpu().numpy()
-        self.table.day[rows] = batch.day
+        self.table.day[rows] = batch.day[order]
         self.table.observations[rows] += 1
-        self.table.last_time[rows] = batch.time
-        self.table.acquisition[rows] = batch.acquisition
+        self.table.last_time[rows] = batch.time[order]
+        self.table.acquisition[rows] = batch.acquisition[order]
         self.table.dirty.update(rows.tolist())
 
     def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:

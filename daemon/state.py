@@ -102,16 +102,21 @@ class StateTable:
         return np.where(found >= 0, self.live[np.maximum(found, 0)], -1)
 
     def add(self, parcel_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
-        """Fresh rows (zero state, no season) for parcels that have none; returns all rows."""
+        """Fresh rows (zero state, no season) for parcels that have none; returns all rows.
+
+        Fresh rows are taken in (shard, parcel id) order, the order of the parcels in a
+        feed's chunks, so a chunk's rows are usually one block (see ``contiguous``)."""
         rows = self.lookup(parcel_ids)
         new = rows < 0
         if new.any():
             fresh, first = np.unique(np.asarray(parcel_ids[new], dtype=object),
                                      return_index=True)
+            fresh_shards = shards[new][first]
+            order = np.argsort(fresh_shards, kind="stable")
             self._grow(len(fresh))
             taken = np.array([self.free.pop() for _ in range(len(fresh))], dtype=np.int64)
-            self.ids[taken] = fresh
-            self.shard[taken] = shards[new][first]
+            self.ids[taken] = fresh[order]
+            self.shard[taken] = fresh_shards[order]
             self._reindex()
             rows = self.lookup(parcel_ids)
         return rows
@@ -159,8 +164,9 @@ class StateTable:
         """(parcel id, shard, packed record, acquisition id) of these rows, for the store.
 
         Fields are filled column-wise and the records cut from one buffer: no per-field work
-        per parcel. The values are copies: the table may change while they are written."""
-        rows = np.fromiter(rows, np.int64)
+        per parcel. The values are copies: the table may change while they are written.
+        Rows are read in table order, which keeps the gather sequential in memory."""
+        rows = np.sort(np.fromiter(rows, np.int64))
         if rows.size == 0:
             return []
         packed = np.empty(rows.size, self.record_dtype())

@@ -163,7 +163,10 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     interval = args.parcels_per_shard * args.shards / (max_rate / 2)
 
     def produce() -> None:
-        next_at = time.perf_counter() + 6.0  # let the group settle first
+        # start once the consumer owns its partitions: a chunk's latency is not a group join
+        while not paced.consumer.assignment():
+            time.sleep(0.1)
+        next_at = time.perf_counter() + 0.5
         for acquisition in payloads:
             time.sleep(max(0.0, next_at - time.perf_counter()))
             bus.publish("half.observations", acquisition)

@@ -133,6 +133,9 @@ class KafkaBusConsumer(BusConsumer):
                 enable_auto_commit=False, auto_offset_reset="earliest",
                 max_poll_records=max_poll_records, session_timeout_ms=10_000,
                 heartbeat_interval_ms=3_000, max_partition_fetch_bytes=16 * 1024 * 1024,
+                # a broker that answers a fetch only at its deadline (Tansu does) adds up to
+                # this much latency to every chunk; Kafka answers as soon as data arrive
+                fetch_max_wait_ms=100,
                 fetch_max_bytes=64 * 1024 * 1024)
         except KafkaError as exc:
             raise BusError(f"Kafka at {bus.bootstrap} unreachable ({exc})") from None

@@ -286,8 +286,8 @@ class Processor:
     def step(self, rows: np.ndarray, batch: Rows) -> None:
         """Gather, step and scatter, in slices of at most ``step_batch`` parcels (a wave's
         parcels are distinct, so slices are independent; large batches lose cache locality).
-        Slices follow the table's row order: whole shards are then blocks of rows, read and
-        written without an index."""
+        Slices follow the table's row order: reads and writes go forward through memory, and
+        a run of consecutive rows (a shard's chunk with no cloudy parcel) needs no index."""
         order = np.argsort(rows, kind="stable")
         rows = rows[order]
         values = torch.as_tensor(batch.values[order], device=self.device)

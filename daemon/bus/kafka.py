@@ -36,10 +36,18 @@ class KafkaBus(Bus):
     def producer(self) -> KafkaProducer:
         if self._producer is None:
             try:
+                # At least once, in order: a retried batch may land twice, and the consumer
+                # skips an observation it has already stepped (same parcel, same time). One
+                # request in flight keeps a retry from overtaking the next batch. The broker's
+                # own de-duplication (idempotence) is left off: it is not needed, and a broker
+                # that keeps its producer sequences apart from its log (Tansu) was seen to
+                # acknowledge a retried batch it had lost in a kill -9.
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
-                    linger_ms=5, retries=5, max_request_size=16 * 1024 * 1024,
-                    request_timeout_ms=15_000, max_block_ms=15_000)
+                    linger_ms=5, retries=5, enable_idempotence=False,
+                    max_in_flight_requests_per_connection=1,
+                    max_request_size=16 * 1024 * 1024, request_timeout_ms=15_000,
+                    max_block_ms=15_000)
             except KafkaError as exc:
                 raise BusError(f"Kafka at {self.bootstrap} unreachable ({exc}); check "
                                "EOWATCH_KAFKA_BOOTSTRAP and the broker") from None
@@ -88,7 +96,9 @@ class KafkaBus(Bus):
         """Whether a bootstrap broker accepts connections. The clients' own connection state
         is no answer: it outlives a dead broker until their next request fails."""
         for address in self.bootstrap.split(","):
-            host, _, port = address.strip().rpartition(":")
+            host, colon, port = address.strip().rpartition(":")
+            if not colon:  # no port given: Kafka's default
+                host, port = address.strip(), "9092"
             try:
                 socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
                 return True

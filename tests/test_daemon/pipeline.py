@@ -56,3 +56,12 @@ def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, flo
     p = predict(loaded.model, series, loaded.metadata.stop_threshold)
     return {f"sim-{i:06d}": (loaded.metadata.class_names[p.predicted[i]],
                              round(float(p.stop_day[i]), 3)) for i in range(n_parcels)}
+
+
+def offline_observation_count(n_parcels: int, seed: int = 0) -> int:
+    """How many observations of the simulated parcels the model steps in one season (the
+    cloud-free ones): what the consumer counts when nothing is lost or stepped twice."""
+    from eowatch.models.datasets.simulator import ParcelSimulator
+
+    series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+    return int(series.lengths.sum())

@@ -13,7 +13,7 @@ import urllib.request
 from eowatch.daemon.bus.tansu import start_broker
 
 from ..conftest import free_port, unavailable
-from .pipeline import offline_decisions
+from .pipeline import offline_decisions, offline_observation_count
 from .test_rebalance import PARCELS, decisions, metric, start
 from .test_service import get, wait_for
 
@@ -70,6 +70,12 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
                  daemon)
         wait_for(lambda: len(decisions(port)) >= PARCELS, 300, daemon)
         assert decisions(port) == offline_decisions(PARCELS)
+        # every observation of the season stepped once: none lost in the outage, and a batch
+        # the producer sent again is skipped as a duplicate
+        expected = offline_observation_count(PARCELS)
+        wait_for(lambda: metric(port, "eowatch_observations_consumed_total") >= expected, 60,
+                 daemon)
+        assert metric(port, "eowatch_observations_consumed_total") == expected
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)

@@ -80,4 +80,7 @@ class Metrics:
                                  ["stage"], registry=r)
         self.output_errors = Counter("eowatch_output_errors_total",
                                      "Failed attempts to publish outputs (retried)", registry=r)
+        self.reachable = Gauge("eowatch_dependency_up",
+                               "1 when the dependency answers (checked at each scrape)",
+                               ["dependency"], registry=r)
         self.build = Info("eowatch_build", "Version, model and backends", registry=r)

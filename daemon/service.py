@@ -114,6 +114,9 @@ class Daemon:
                                  self.processor, self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
                                  settings.checkpoint_chunks)
+        # what /readyz checks, as metrics: an outage shows on dashboards and in alerts
+        self.metrics.reachable.labels("bus").set_function(lambda: float(self.bus.ping()))
+        self.metrics.reachable.labels("store").set_function(lambda: float(self.store.ping()))
         self.metrics.build.info({"version": __version__, "model": self.model.metadata.version,
                                  "bus": settings.bus, "store": self.store.backend,
                                  "device": self.device})

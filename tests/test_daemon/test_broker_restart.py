@@ -35,6 +35,11 @@ def ready(port: int) -> bool:
         return False
 
 
+def metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
 def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, unique,
                                                                      s3_endpoint):
     bucket(s3_endpoint, unique)
@@ -64,8 +69,10 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
         first.send_signal(signal.SIGKILL)  # mid-season: the feed and the consumer lose the bus
         first.wait()
         wait_for(lambda: not ready(port), 30, daemon)  # the outage is reported
+        assert 'eowatch_dependency_up{dependency="bus"} 0.0' in metrics_text(port)
         second = broker()
         wait_for(lambda: ready(port), 60, daemon)
+        assert 'eowatch_dependency_up{dependency="bus"} 1.0' in metrics_text(port)
         wait_for(lambda: metric(port, "eowatch_observations_consumed_total") > before, 90,
                  daemon)
         wait_for(lambda: len(decisions(port)) >= PARCELS, 300, daemon)

@@ -352,9 +352,9 @@ class Processor:
 
 
 def contiguous(rows: np.ndarray) -> slice | None:
-    """The rows as a slice when they are consecutive and ascending (the usual case: a shard's
-    parcels come in the same order every acquisition and took consecutive rows), so the state
-    is read as a view and written back without an index."""
+    """The rows as a slice when they are consecutive and ascending (a shard's parcels take
+    consecutive rows, so a slice of a wave that holds all of them qualifies), so the state is
+    read as a view and written back without an index."""
     if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
         return slice(int(rows[0]), int(rows[-1]) + 1)
     return None

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from eowatch.daemon.service import Daemon
+from eowatch.models.datasets.base import SeriesSet
 from eowatch.settings import load_settings
 
 
@@ -36,6 +37,15 @@ def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
     raise TimeoutError("pipeline did not drain")
 
 
+def simulated_season(n_parcels: int, seed: int = 0) -> SeriesSet:
+    """The series the simulated feed plays in its first season (its simulator seed is
+    seed * 1000 + season), less the observations the daemon skips as cloudy (the default
+    EOWATCH_MIN_VALID_FRACTION, 0.5)."""
+    from eowatch.models.datasets.simulator import ParcelSimulator
+
+    return ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+
+
 def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, float]]:
     """What the bundled model decides for each simulated parcel when it reads the whole season
     at once (training-time forward pass + the deterministic stopping rule): parcel -> (class,
@@ -45,13 +55,11 @@ def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, flo
     import numpy as np
 
     from eowatch.models.artifact import load_artifact
-    from eowatch.models.datasets.simulator import ParcelSimulator
     from eowatch.models.metrics import predict
     from eowatch.settings import DEFAULT_MODEL
 
     loaded = load_artifact(DEFAULT_MODEL)
-    series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
-    series = series.select_bands(loaded.metadata.band_names)
+    series = simulated_season(n_parcels, seed).select_bands(loaded.metadata.band_names)
     series = replace(series, days=series.days + np.float32(10.5 / 24))
     p = predict(loaded.model, series, loaded.metadata.stop_threshold)
     return {f"sim-{i:06d}": (loaded.metadata.class_names[p.predicted[i]],
@@ -61,7 +69,4 @@ def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, flo
 def offline_observation_count(n_parcels: int, seed: int = 0) -> int:
     """How many observations of the simulated parcels the model steps in one season (the
     cloud-free ones): what the consumer counts when nothing is lost or stepped twice."""
-    from eowatch.models.datasets.simulator import ParcelSimulator
-
-    series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
-    return int(series.lengths.sum())
+    return int(simulated_season(n_parcels, seed).lengths.sum())

@@ -14,7 +14,7 @@ from eowatch.daemon.bus.tansu import start_broker
 
 from ..conftest import free_port, unavailable
 from .pipeline import offline_decisions, offline_observation_count
-from .test_rebalance import PARCELS, decisions, metric, start
+from .test_rebalance import PARCELS, decisions, metric, metrics_text, start
 from .test_service import get, wait_for
 
 
@@ -33,11 +33,6 @@ def ready(port: int) -> bool:
     except urllib.error.HTTPError as exc:
         assert exc.code == 503
         return False
-
-
-def metrics_text(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
 
 
 def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, unique,

@@ -21,13 +21,19 @@ def start(tmp_path: Path, name: str, port: int, env: dict[str, str]) -> subproce
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-def metric(port: int, name: str) -> float:
+def metrics_text(port: int) -> str:
     import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        return response.read().decode()
+
+
+def metric(port: int, name: str) -> float:
+    """The sum of a metric's series; 0 while the API does not answer."""
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        text = metrics_text(port)
     except OSError:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{") or line.startswith(name + " "))
 
 

@@ -11,10 +11,9 @@ from eowatch.daemon.bus.base import OutMessage
 from eowatch.daemon.messages import ObservationChunk
 from eowatch.daemon.state import checkpointed_parcel
 from eowatch.daemon.store.tables import DeadLetter, DecisionRow
-from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
 
-from .pipeline import drain, make_daemon
+from .pipeline import drain, make_daemon, simulated_season
 
 BUSES = ["embedded", "kafka"]
 
@@ -35,8 +34,7 @@ def test_decisions_equal_the_offline_model(daemon):
     assert daemon.store.count(DeadLetter) == 0
 
     # the same season read whole by the training-time forward pass and the same stopping rule
-    series = ParcelSimulator(150, seed=0).series(min_valid_fraction=0.5).select_bands(
-        daemon.model.metadata.band_names)
+    series = simulated_season(150).select_bands(daemon.model.metadata.band_names)
     # the feed stamps acquisitions at the 10:30 UTC overpass: the same day input, to the minute
     series = replace(series, days=series.days + np.float32(10.5 / 24))
     offline = predict(daemon.model.model, series, daemon.model.metadata.stop_threshold)

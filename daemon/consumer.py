@@ -172,7 +172,6 @@ class Processor:
         out.dead_letters.append({"topic": record.topic, "partition": record.partition,
                                  "offset": record.offset, "reason": reason, "detail": detail,
                                  "payload": record.value if with_payload else None})
-        self.metrics.dead_letters.labels(reason).inc()
         log.warning("dead letter %s@%s:%s reason=%s: %s", record.topic, record.partition,
                     record.offset, reason, detail)
 
@@ -187,6 +186,9 @@ class Processor:
             except MessageError as exc:
                 self.dead_letter(out, record, exc.reason, str(exc))
                 continue
+            except Exception as exc:  # a decoder bug must not stop the partition either
+                self.dead_letter(out, record, "processing_error", f"decode: {summary(exc)}")
+                continue
             if chunk.kind == "observations" and chunk.band_names != self.meta.band_names:
                 self.dead_letter(out, record, "band_mismatch",
                                  f"chunk bands {list(chunk.band_names)} differ from the model's "
@@ -198,7 +200,32 @@ class Processor:
                 waves.append([])
             waves[k].append((record, chunk))
         for wave in waves:
+            self.apply_guarded(wave, out)
+
+    def apply_guarded(self, wave: list[tuple[Record, ObservationChunk]], out: BatchOutput
+                      ) -> None:
+        """Apply a wave; should it raise, apply its chunks one at a time and dead-letter each
+        chunk that raises alone. An exception must not stop the consumer: the offset would
+        never pass the chunk, and every restart would meet it again.
+
+        A retry steps nothing twice: a parcel's bookkeeping moves with each step slice, so a
+        chunk already applied reads as a duplicate."""
+        decisions, dead_letters = len(out.decisions), len(out.dead_letters)
+        try:
             self.apply_wave(wave, out)
+            return
+        except Exception as exc:
+            del out.decisions[decisions:], out.dead_letters[dead_letters:]
+            if len(wave) == 1:
+                record, chunk = wave[0]
+                self.dead_letter(out, record, "processing_error",
+                                 f"{chunk.acquisition_id} (shard {chunk.shard}): {summary(exc)}")
+                log.debug("processing error", exc_info=True)
+                return
+            log.warning("a wave of %d chunks failed (%s); applying them one at a time",
+                        len(wave), summary(exc))
+        for item in wave:
+            self.apply_guarded([item], out)
 
     def validate(self, chunk: ObservationChunk, record: Record, positions: np.ndarray,
                  out: BatchOutput) -> np.ndarray:
@@ -264,11 +291,15 @@ class Processor:
         # a parcel's first observation of a later season closes the previous one, cloudy or not
         newer = rows_in.season > t.season[rows]
         if newer.any():
-            self.force_decisions(rows[newer & (t.season[rows] >= 0)], rows_in.feed[newer], out)
+            closing = newer & (t.season[rows] >= 0)  # never-stepped rows have nothing to close
+            self.force_decisions(rows[closing], rows_in.feed[closing], out)
             t.reset(rows[newer], rows_in.season[newer])
         use = ~cloudy
-        late = use & (rows_in.season < t.season[rows])
-        duplicate = use & ~late & (t.last_time[rows] >= rows_in.time)
+        # the same acquisition again (a producer retry) is a duplicate; an older one of this
+        # season (published late) or of a closed season is late: the state has moved past it
+        duplicate = use & (t.last_time[rows] == rows_in.time)
+        late = use & ~duplicate & ((rows_in.season < t.season[rows])
+                                   | (t.last_time[rows] > rows_in.time))
         self.metrics.observations_skipped.labels("late").inc(int(late.sum()))
         self.metrics.observations_skipped.labels("duplicate").inc(int(duplicate.sum()))
         use &= ~late & ~duplicate
@@ -288,28 +319,30 @@ class Processor:
         parcels are distinct, so slices are independent; large batches lose cache locality).
         Slices follow the table's row order: reads and writes go forward through memory, and
         a run of consecutive rows (a shard's chunk with no cloudy parcel) needs no index."""
+        t = self.table
         order = np.argsort(rows, kind="stable")
-        rows = rows[order]
-        values = torch.as_tensor(batch.values[order], device=self.device)
-        days = torch.as_tensor(batch.day[order], device=self.device)
+        rows, batch = rows[order], batch.subset(order)
+        values = torch.as_tensor(batch.values, device=self.device)
+        days = torch.as_tensor(batch.day, device=self.device)
         for start in range(0, len(rows), self.step_batch):
             part = slice(start, start + self.step_batch)
-            block = contiguous(rows[part])
-            index = block if block is not None else torch.as_tensor(rows[part],
-                                                                     device=self.device)
+            at = rows[part]
+            block = contiguous(at)
+            index = block if block is not None else torch.as_tensor(at, device=self.device)
             started = time.perf_counter()
-            state, log_probs, p_stop = self.model.step(self.table.state[index], values[part],
-                                                       days[part])
-            self.table.state[index] = state
+            state, log_probs, p_stop = self.model.step(t.state[index], values[part], days[part])
+            t.state[index] = state
             self.metrics.step_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_parcels.observe(len(rows[part]))
-            self.table.log_probs[rows[part]] = log_probs.cpu().numpy()
-            self.table.p_stop[rows[part]] = p_stop.cpu().numpy()
-        self.table.day[rows] = batch.day[order]
-        self.table.observations[rows] += 1
-        self.table.last_time[rows] = batch.time[order]
-        self.table.acquisition[rows] = batch.acquisition[order]
-        self.table.dirty.update(rows.tolist())
+            self.metrics.batch_parcels.observe(len(at))
+            # bookkeeping moves with the state, slice by slice: a retried wave finds the
+            # stepped parcels' last acquisition time and skips them as duplicates
+            t.log_probs[at] = log_probs.cpu().numpy()
+            t.p_stop[at] = p_stop.cpu().numpy()
+            t.day[at] = batch.day[part]
+            t.observations[at] += 1
+            t.last_time[at] = batch.time[part]
+            t.acquisition[at] = batch.acquisition[part]
+            t.dirty.update(at.tolist())
 
     def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:
         t = self.table
@@ -349,6 +382,12 @@ class Processor:
         rows = self.table.rows_of_shard(chunk.shard)
         rows = rows[self.table.season[rows] == chunk.season]
         self.force_decisions(rows, np.full(len(rows), chunk.feed, dtype=object), out)
+
+
+def summary(exc: BaseException) -> str:
+    """An exception in one line, for dead letters and logs."""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def contiguous(rows: np.ndarray) -> slice | None:
@@ -446,6 +485,8 @@ class Consumer:
     def publish(self, out: BatchOutput) -> None:
         """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
         self.output.put(out.decisions, out.dead_letters)
+        for letter in out.dead_letters:  # counted here: a retried wave drops its first try's
+            self.metrics.dead_letters.labels(letter["reason"]).inc()
         self.pending_decisions += [decision_row(d) for d in out.decisions]
         self.pending_dead_letters += out.dead_letters
 

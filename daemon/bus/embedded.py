@@ -55,12 +55,18 @@ class EmbeddedBus(Bus):
 
     def prune(self, consumed: dict[str, int]) -> int:
         """Drop messages every group has read (``consumed``: topic -> lowest next offset) and
-        all but the newest ``keep_output_messages`` of topics no group reads."""
+        all but the newest ``keep_output_messages`` of topics no group reads.
+
+        The newest message of a topic always stays: ``publish`` numbers on from it, so offsets
+        grow for the life of the store and a consumer positioned past the end reads what comes
+        next (an emptied topic would restart at 0, behind every consumer)."""
         removed = 0
         with self.store.transaction() as conn:
             for topic, below in consumed.items():
                 removed += conn.execute(TABLE.delete().where(
-                    TABLE.c.topic == topic, TABLE.c.offset < below)).rowcount
+                    TABLE.c.topic == topic, TABLE.c.offset < below,
+                    TABLE.c.offset < sa.select(sa.func.max(TABLE.c.offset)).where(
+                        TABLE.c.topic == topic).scalar_subquery())).rowcount
             others = conn.execute(sa.select(TABLE.c.topic, sa.func.max(TABLE.c.offset))
                                   .where(TABLE.c.topic.not_in(list(consumed) or [""]))
                                   .group_by(TABLE.c.topic)).all()

@@ -98,7 +98,7 @@ def recovery(parcels: int, backlog: int, workdir: Path) -> dict:
 
     started = time.perf_counter()
     metrics = Metrics()
-    processor = Processor(loaded, ParcelRegistry(store), metrics, 0.5,
+    processor = Processor(loaded, ParcelRegistry(store), metrics, 0.5, "01-01",
                           load_states=store.load_states)
     topics = {t: f"recovery.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
     consumer = Consumer(topics, "recovery-group", bus, store, processor, metrics, SHARDS)

@@ -59,7 +59,7 @@ def build_consumer(store: Store, bus: KafkaBus, prefix: str, shards: int, step_b
                    device: str, checkpoint_seconds: float) -> Consumer:
     metrics = Metrics()
     processor = Processor(load_artifact(DEFAULT_MODEL, device), ParcelRegistry(store), metrics,
-                          0.5, device=device, load_states=store.load_states,
+                          0.5, "01-01", device=device, load_states=store.load_states,
                           step_batch=step_batch)
     topics = {t: f"{prefix}.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
     bus.ensure_topics(list(topics.values()))

@@ -23,7 +23,9 @@ from eowatch.models.artifact import LoadedModel
 
 from .bus.base import Bus, BusConsumer, Record
 from .checkpoints import CheckpointError, CheckpointWriter, Snapshot
-from .messages import Decision, MessageError, ObservationChunk, decision_id, season_of
+from eowatch.seasons import season_of
+
+from .messages import Decision, MessageError, ObservationChunk, decision_id
 from .metrics import Metrics
 from .output import OutputStage
 from .state import StateTable
@@ -106,7 +108,8 @@ class Processor:
     """Applies chunks to the state table; pure with respect to the bus and the store."""
 
     def __init__(self, loaded: LoadedModel, registry: ParcelRegistry, metrics: Metrics,
-                 min_valid_fraction: float, stop_threshold: float | None = None,
+                 min_valid_fraction: float, season_start: str,
+                 stop_threshold: float | None = None,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
                  load_states: Callable[[list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None,
@@ -115,7 +118,7 @@ class Processor:
         self.registry, self.metrics = registry, metrics
         self.min_valid_fraction = min_valid_fraction
         self.threshold = stop_threshold or self.meta.stop_threshold
-        self.default_season_start = self.meta.season_start or "01-01"
+        self.default_season_start = season_start  # of parcels registered without one
         self.device = torch.device(device)
         self.table = StateTable(self.model.state_shape, len(self.meta.class_names), self.device,
                                 state_dtype)

@@ -12,7 +12,7 @@ import json
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -124,22 +124,6 @@ class ObservationChunk:
         return chunk
 
 
-def season_start(season: int, start: str) -> datetime:
-    """UTC midnight of the season that begins in calendar year ``season`` on MM-DD ``start``."""
-    month, day = (int(p) for p in start.split("-"))
-    return datetime(season, month, day, tzinfo=UTC)
-
-
-def season_of(acquired_at: datetime, start: str) -> tuple[int, float]:
-    """(season label = calendar year the season starts in, day of season as float)."""
-    season = acquired_at.year
-    begin = season_start(season, start)
-    if acquired_at < begin:
-        season -= 1
-        begin = season_start(season, start)
-    return season, (acquired_at - begin) / timedelta(days=1)
-
-
 def decision_id(parcel_id: str, season: int, model_version: str) -> str:
     """Deterministic: a replay produces the same id, so sinks upsert it once."""
     return hashlib.sha256(f"{parcel_id}|{season}|{model_version}".encode()).hexdigest()[:32]
@@ -177,6 +161,3 @@ class Decision:
     def encode(self) -> bytes:
         return json.dumps(self.to_json(), sort_keys=True).encode()
 
-
-def season_date(season: int, start: str, day: float) -> date:
-    return (season_start(season, start) + timedelta(days=day)).date()

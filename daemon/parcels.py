@@ -17,6 +17,7 @@ import pyproj
 import shapely
 
 from eowatch.errors import EowatchError
+from eowatch.seasons import SeasonStartError, check_season_start
 
 from .messages import shards_of
 
@@ -102,6 +103,14 @@ def _optional(attributes: dict, name: str | None, index: int) -> Any:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
+def _is_season_start(text: str | None) -> bool:
+    try:
+        check_season_start(text)
+    except SeasonStartError:
+        return False
+    return True
+
+
 def parcel_rows(path: Path, shards: int, id_field: str | None = None,
                 label_field: str | None = None, season_start_field: str | None = None
                 ) -> tuple[list[dict[str, Any]], ImportReport]:
@@ -109,11 +118,17 @@ def parcel_rows(path: Path, shards: int, id_field: str | None = None,
     for name in (label_field, season_start_field):
         if name and name not in attributes:
             raise ImportError_(f"{path}: no attribute {name!r}; it has {list(attributes)}")
+    starts = {i: _optional(attributes, season_start_field, i) for i in keep}
+    bad_starts = [i for i, start in starts.items() if not _is_season_start(start)]
+    for i in bad_starts:  # one reason per value, so the report shows what was written
+        report.skip(f"a season start {starts[i]!r} in {season_start_field!r} that is not a "
+                    "calendar day MM-DD", [ids[i]])
+    keep = [i for i in keep if i not in set(bad_starts)]
     shard = shards_of(ids[keep], shards)
     rows = [{"id": ids[i], "shard": int(shard[n]),
              "geometry": json.dumps(shapely.geometry.mapping(geometries[i])),
              "label": _optional(attributes, label_field, i),
-             "season_start": _optional(attributes, season_start_field, i),
+             "season_start": check_season_start(starts[i]),
              "source": path.name} for n, i in enumerate(keep)]
     report.imported = len(rows)
     return rows, report

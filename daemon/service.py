@@ -16,7 +16,7 @@ import uvicorn
 from eowatch import __version__
 from eowatch.adapters.base import Adapter, Publisher
 from eowatch.errors import EowatchError
-from eowatch.models.artifact import load_artifact
+from eowatch.models.artifact import ModelMetadata, load_artifact
 from eowatch.settings import Settings
 
 from . import scheduler as jobs
@@ -84,6 +84,18 @@ def sentinel2_config(settings: Settings) -> Sentinel2Config:
         timeout_seconds=settings.s2_timeout_seconds)
 
 
+def resolve_season_start(settings: Settings, model: ModelMetadata) -> str:
+    """The season start of parcels registered without one: the setting, else the model's."""
+    start = settings.season_start or model.season_start
+    if start is None:
+        raise EowatchError(
+            f"model {model.version} records no season start (it was trained on samples whose "
+            "seasons start on different days, or on series without a calendar): set "
+            "EOWATCH_SEASON_START=MM-DD to the season start its training data used, or retrain "
+            "with `eowatch train --season-start MM-DD`")
+    return start
+
+
 class Daemon:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -106,6 +118,7 @@ class Daemon:
                 self.store.upsert_parcels(register())
         self.processor = Processor(
             self.model, ParcelRegistry(self.store), self.metrics, settings.min_valid_fraction,
+            resolve_season_start(settings, self.model.metadata),
             settings.stop_threshold, self.device,
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .errors import EowatchError
+from .seasons import check_season_start
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default" / \
     "sentinel2-simulated.pt"
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     min_valid_fraction: float = Field(
         0.5, ge=0, le=1,
         description="observations with fewer valid (cloud-free) pixels are skipped")
+    season_start: str | None = Field(
+        None, description="season start MM-DD of parcels imported without one (default: the "
+        "model's season; 02-29 is 03-01 in other years)")
     feeds: Annotated[tuple[str, ...], NoDecode] = Field(
         ("simulated",), description="enabled feeds, comma separated")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
@@ -108,6 +112,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: object) -> object:
         return comma_list(value) if isinstance(value, str) else value
+
+    @field_validator("season_start")
+    @classmethod
+    def _season_start(cls, value: str | None) -> str | None:
+        return check_season_start(value)
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from eowatch.errors import EowatchError
+from eowatch.seasons import SeasonStartError, check_season_start
 
 from .network import Architecture, EarlyClassifier
 
@@ -144,6 +145,10 @@ def load_artifact(path: str | Path, device: torch.device | str = "cpu") -> Loade
     except RuntimeError as exc:
         raise ArtifactError(f"{path}: weights do not fit the architecture in its metadata "
                             f"({exc})") from None
+    try:
+        check_season_start(metadata.season_start)
+    except SeasonStartError as exc:
+        raise ArtifactError(f"{path}: {exc}; retrain with a valid --season-start") from None
     if len(metadata.band_mean) != len(metadata.band_names):
         raise ArtifactError(f"{path}: normalisation has {len(metadata.band_mean)} values for "
                             f"{len(metadata.band_names)} bands")

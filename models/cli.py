@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from eowatch.seasons import SeasonStartError, check_season_start
 from eowatch.settings import comma_list
 
 from .datasets import load_dataset
@@ -40,7 +41,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
     p.add_argument("--bands", type=comma_list,
                    help="comma-separated bands to train on, in model order (default: all)")
-    p.add_argument("--season-start", help="season start MM-DD (long format without start_date)")
+    p.add_argument("--season-start", type=_season_start,
+                   help="season start MM-DD: the day every season starts on (default: the "
+                   "data's, e.g. a long-format file's start_date, else 01-01); recorded in the "
+                   "artifact, the daemon counts days of season from it")
     p.add_argument("--version", help="model version string (default: derived from the data)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,6 +60,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--threshold", type=float, help="override the model's stopping threshold")
     e.add_argument("--device", default="cpu")
     e.set_defaults(handler=run_evaluate)
+
+
+def _season_start(text: str) -> str:
+    try:
+        return str(check_season_start(text))
+    except SeasonStartError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -78,6 +89,11 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(data, config, validation)
     fingerprint = data.fingerprint()
     metrics = summary(result.validation, args.alpha) if result.validation else {}
+    season_start = args.season_start or data.season_start
+    if season_start is None:
+        print("note: the data has no common season start (its samples' start_date differ, or "
+              "its series have no calendar), so the model records none; the daemon will need "
+              "EOWATCH_SEASON_START=MM-DD, or retrain with --season-start")
     model = result.model.cpu()
     metadata = ModelMetadata(
         version=args.version or f"{data.name}-a{args.alpha:g}-s{args.seed}-{fingerprint[:8]}",
@@ -85,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
         band_mean=tuple(model.band_mean.tolist()), band_std=tuple(model.band_std.tolist()),
         architecture=asdict(model.arch), alpha=args.alpha, epsilon=args.epsilon,
         stop_threshold=args.threshold, season_length_days=data.season_length_days,
-        season_start=args.season_start,
+        season_start=season_start,
         description=("trained on simulated data" if data.name.startswith("simulated") else ""),
         training={"data": data.name, "data_sha256": fingerprint, "samples": len(data),
                   "best_epoch": result.best_epoch, "config": config.to_dict()},

@@ -30,6 +30,8 @@ class SeriesSet:
         groups: [n] location or other grouping key for grouped cross-validation, or None.
         season_length_days: the length of a season, which scales the time input.
         name: where the data came from.
+        season_start: the calendar day "MM-DD" every season starts on, or None: series without
+            a calendar (UCR), or samples whose own start dates fall on different days.
     """
 
     values: np.ndarray
@@ -42,6 +44,7 @@ class SeriesSet:
     season_length_days: float
     name: str
     groups: np.ndarray | None = None
+    season_start: str | None = None
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

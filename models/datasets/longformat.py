@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eowatch.seasons import SeasonStartError, parse_season_start, season_begin
+
 from .base import DatasetError, SeriesSet, encode_labels, sample_name
 
 REQUIRED = ("sample_id", "label", "date")
@@ -95,20 +97,30 @@ def read_long_format(
     return SeriesSet(values=values, days=day_array, lengths=counts.astype(np.int64),
                      labels=codes, class_names=names, band_names=tuple(bands), sample_ids=ids,
                      season_length_days=season_length_days, name=path.name,
+                     season_start=_common_start(starts),
                      groups=groups).validate()
+
+
+def _common_start(starts: pd.Series) -> str | None:
+    """The MM-DD every sample's season starts on, or None when they differ."""
+    days = starts.dt.strftime("%m-%d").unique()
+    return str(days[0]) if len(days) == 1 else None
 
 
 def _season_starts(frame: pd.DataFrame, season_start: str | None, path: Path) -> pd.Series:
     if season_start is None and "start_date" in frame.columns:
         return pd.to_datetime(frame["start_date"], utc=True)
-    month, day = (int(p) for p in (season_start or "01-01").split("-"))
+    start_text = season_start or "01-01"
+    try:
+        parse_season_start(start_text)
+    except SeasonStartError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
     first_date = frame.groupby("sample_id")["date"].transform("min")
-    start = pd.to_datetime(pd.DataFrame(
-        {"year": first_date.dt.year, "month": month, "day": day}), utc=True)
+    year = first_date.dt.year
+    begins = {y: pd.Timestamp(season_begin(y, start_text))
+              for y in range(int(year.min()) - 1, int(year.max()) + 1)}
+    start = year.map(begins)
     # a first date before this year's start belongs to the season that began last year
     before = first_date < start
-    start[before] = pd.to_datetime(pd.DataFrame(
-        {"year": first_date.dt.year[before] - 1, "month": month, "day": day}), utc=True)
-    if start.isna().any():
-        raise DatasetError(f"{path}: season start {season_start!r} is not a valid MM-DD")
+    start[before] = (year[before] - 1).map(begins)
     return start

@@ -189,5 +189,5 @@ class ParcelSimulator:
         return SeriesSet(values=values, days=day_array, lengths=lengths,
                          labels=self.labels.astype(np.int64), class_names=CLASS_NAMES,
                          band_names=S2_BANDS, sample_ids=np.arange(self.n_parcels),
-                         season_length_days=float(SEASON_DAYS),
+                         season_length_days=float(SEASON_DAYS), season_start="01-01",
                          name=f"simulated-seed{self.seed}").validate()

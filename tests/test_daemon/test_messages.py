@@ -8,7 +8,6 @@ from eowatch.daemon.messages import (
     MessageError,
     ObservationChunk,
     decision_id,
-    season_of,
     shard_of,
 )
 
@@ -74,12 +73,6 @@ def test_shard_is_stable_and_in_range():
     assert shard_of("FR-2024-000123", 256) == 140
     shards = [shard_of(f"p{i}", 16) for i in range(2000)]
     assert set(shards) == set(range(16))
-
-
-def test_season_of_respects_the_season_start():
-    assert season_of(datetime(2026, 3, 1, tzinfo=UTC), "01-01") == (2026, 59.0)
-    season, day = season_of(datetime(2026, 3, 1, tzinfo=UTC), "09-01")
-    assert season == 2025 and day == 181.0
 
 
 def test_decision_ids_are_deterministic_and_json_is_valid():

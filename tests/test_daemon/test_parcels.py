@@ -57,3 +57,21 @@ def test_unknown_field_and_missing_file(tmp_path):
         parcel_rows(path, 16, id_field="nope")
     with pytest.raises(ImportError_, match="no such file"):
         parcel_rows(tmp_path / "absent.gpkg", 16)
+
+
+def test_import_refuses_season_starts_that_are_no_calendar_day(tmp_path):
+    x, y = 351_000.0, 6_789_000.0
+    squares = [shapely.box(x + 300 * i, y, x + 300 * i + 100, y + 80) for i in range(5)]
+    path = tmp_path / "parcels.gpkg"
+    pyogrio.raw.write(path, geometry=shapely.to_wkb(np.array(squares, dtype=object)),
+                      field_data=[np.array([f"FR-{i}" for i in range(5)], dtype=object),
+                                  np.array(["09-01", "13-01", "2024-03-01", "02-29", None],
+                                           dtype=object)],
+                      fields=["parcel_id", "start"], geometry_type="Polygon", crs="EPSG:2154",
+                      driver="GPKG")
+    rows, report = parcel_rows(path, 16, id_field="parcel_id", season_start_field="start")
+    assert [(r["id"], r["season_start"]) for r in rows] == [
+        ("FR-0", "09-01"), ("FR-3", "02-29"), ("FR-4", None)]
+    assert report.skipped == {
+        "a season start '13-01' in 'start' that is not a calendar day MM-DD": ["FR-1"],
+        "a season start '2024-03-01' in 'start' that is not a calendar day MM-DD": ["FR-2"]}

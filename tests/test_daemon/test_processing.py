@@ -24,7 +24,8 @@ def processor(tmp_path) -> Processor:
     store.upsert_parcels([{"id": "a", "shard": 0}, {"id": "b", "shard": 0},
                           {"id": "c", "shard": 1}, {"id": "bad-start", "shard": 1,
                                                     "season_start": "13-01"}])
-    return Processor(load_artifact(DEFAULT_MODEL), ParcelRegistry(store), Metrics(), 0.5)
+    return Processor(load_artifact(DEFAULT_MODEL), ParcelRegistry(store), Metrics(), 0.5,
+                     "01-01")
 
 
 def chunk(processor: Processor, ids: list[str], when: datetime, shard: int = 0,

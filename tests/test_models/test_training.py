@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from eowatch.cli import main
+from eowatch.errors import EowatchError
 from eowatch.models.artifact import load_artifact
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
@@ -50,3 +52,31 @@ def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
 def test_cli_reports_bad_data_as_an_error_not_a_traceback(tmp_path, capsys):
     assert main(["train", str(tmp_path / "absent.parquet"), "--out", str(tmp_path / "m.pt")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
+    from eowatch.settings import load_settings
+
+    from ..test_models.test_datasets import long_frame
+    from ..test_daemon.pipeline import make_daemon
+
+    frame = long_frame(n_samples=8, n_dates=6)
+    same, mixed = tmp_path / "same.csv", tmp_path / "mixed.csv"
+    frame.to_csv(same, index=False)
+    frame.assign(start_date=frame["sample_id"].map(lambda s: f"2013-0{8 + s % 2}-01")).to_csv(
+        mixed, index=False)
+    for data, expected in ((same, "09-01"), (mixed, None)):
+        model = tmp_path / f"{data.stem}.pt"
+        assert main(["train", str(data), "--out", str(model), "--epochs", "1", "--hidden", "8",
+                     "--no-progress"]) == 0
+        assert load_artifact(model).metadata.season_start == expected
+    assert "EOWATCH_SEASON_START" in capsys.readouterr().out
+    # the daemon refuses a model without a season start unless the operator sets one
+    with pytest.raises(EowatchError, match="EOWATCH_SEASON_START=MM-DD"):
+        make_daemon(tmp_path / "a", "embedded", "t", model_path=model, feeds=())
+    daemon = make_daemon(tmp_path / "b", "embedded", "t", model_path=model, feeds=(),
+                         season_start="10-01")
+    assert daemon.processor.default_season_start == "10-01"
+    daemon.shutdown()
+    with pytest.raises(EowatchError, match="EOWATCH_SEASON_START: .*month 13"):
+        load_settings(season_start="13-01")

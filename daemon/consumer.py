@@ -501,6 +501,9 @@ class Consumer:
         table = self.processor.table
         if self.offsets or table.dirty:
             self.output.drain()  # outputs reach the bus before the store records them
+            # the write in flight first: should it have failed, its snapshot is handed back
+            # into this one, never dropped beside it
+            self._settled(self.writer.wait, commit_to_bus)
             row_ids = list(table.dirty)
             snapshot = Snapshot(table.checkpoint_rows(row_ids), row_ids,
                                 self.pending_decisions, self.pending_dead_letters, self.offsets)
@@ -517,6 +520,7 @@ class Consumer:
         try:
             done = call()
         except CheckpointError as exc:
+            self.metrics.checkpoint_errors.inc()
             self._restore(exc.snapshot)
             raise
         if done is not None and commit_to_bus and done.offsets:

@@ -56,6 +56,10 @@ class Metrics:
         self.dead_letters = Counter("eowatch_dead_letters_total",
                                     "Records sent to the dead-letter topic", ["reason"],
                                     registry=r)
+        self.checkpoint_errors = Counter(
+            "eowatch_checkpoint_errors_total",
+            "Checkpoint writes that failed (their snapshot is written again by the next one)",
+            registry=r)
         self.checkpoint_seconds = Histogram("eowatch_checkpoint_seconds",
                                             "Duration of one checkpoint transaction", registry=r)
         self.parcels_tracked = Gauge("eowatch_parcels_tracked",

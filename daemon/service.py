@@ -23,6 +23,7 @@ from . import scheduler as jobs
 from .api import create_app
 from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
+from .checkpoints import CheckpointError
 from .consumer import Consumer, ParcelRegistry, Processor
 from .metrics import Metrics
 from .store.store import Store
@@ -166,6 +167,9 @@ class Daemon:
                     self.consumer.run_once(timeout_s=0.5)
                 except BusError as exc:
                     log.error("bus: %s; retrying in 2 s", exc)
+                    self.stop_event.wait(2.0)
+                except CheckpointError as exc:  # kept; the next checkpoint writes it again
+                    log.error("store: %s; retrying in 2 s", exc)
                     self.stop_event.wait(2.0)
                 if isinstance(self.bus, EmbeddedBus) and time.monotonic() - last_prune > 30:
                     self.bus.prune(committed_offsets(self.store))

@@ -82,7 +82,7 @@ def recovery(parcels: int, backlog: int, workdir: Path) -> dict:
     table.season[rows], table.observations[rows] = 2026, 20
     table.last_time[rows] = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
     with store.transaction() as conn:
-        store.save_states(conn, table.checkpoint_rows(rows))
+        store.save_states(conn, loaded.sha256, table.checkpoint_rows(rows))
     # the backlog the crashed consumer had not checkpointed
     bus = EmbeddedBus(store)
     publisher = Publisher(bus, store, "recovery.observations")

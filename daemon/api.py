@@ -18,7 +18,8 @@ from .state import checkpointed_parcel
 from .store.store import Store
 
 
-def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -> FastAPI:
+def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
+               model_sha256: str) -> FastAPI:
     app = FastAPI(title="eowatch", version=__version__,
                   description="Early crop-type decisions and alerts from satellite feeds.")
 
@@ -42,7 +43,7 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -
         row = store.get_parcel(parcel_id)
         if row is None:
             raise HTTPException(404, f"parcel {parcel_id!r} is not registered")
-        state = checkpointed_parcel(store, parcel_id, model.architecture)
+        state = checkpointed_parcel(store, parcel_id, model.architecture, model_sha256)
         current = None
         if state is not None and state["season"] >= 0:
             probabilities = np.exp(np.asarray(state["log_probs"], np.float32))
@@ -65,6 +66,10 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata) -
                   since: datetime | None = None, until: datetime | None = None,
                   limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
                   ) -> dict[str, Any]:
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(422, f"{name}={value.isoformat()} has no time zone; give "
+                                    "one, e.g. 2026-04-01T00:00:00Z")
         page = store.list_decisions(crop=crop, feed=feed, since=since, until=until,
                                     limit=limit, offset=offset)
         following = offset + limit if offset + limit < page.total else None

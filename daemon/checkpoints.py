@@ -42,8 +42,9 @@ class CheckpointError(RuntimeError):
 
 
 class CheckpointWriter:
-    def __init__(self, store: Store, group: str, metrics: Metrics) -> None:
+    def __init__(self, store: Store, group: str, metrics: Metrics, model_sha256: str) -> None:
         self.store, self.group, self.metrics = store, group, metrics
+        self.model_sha256 = model_sha256
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
         self._in_flight: Future[Snapshot] | None = None
 
@@ -66,7 +67,7 @@ class CheckpointWriter:
     def _write(self, snapshot: Snapshot) -> Snapshot:
         try:
             with self.store.transaction() as conn:
-                self.store.save_states(conn, snapshot.rows)
+                self.store.save_states(conn, self.model_sha256, snapshot.rows)
                 self.store.insert_decisions(conn, snapshot.decisions)
                 self.store.insert_dead_letters(conn, snapshot.dead_letters)
                 self.store.save_offsets(conn, self.group, snapshot.offsets)

@@ -111,7 +111,7 @@ class Processor:
                  min_valid_fraction: float, season_start: str,
                  stop_threshold: float | None = None,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
-                 load_states: Callable[[list[int]], list[tuple[str, int, bytes, str | None]]]
+                 load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None,
                  budget_bytes: int | None = None, step_batch: int = 2048) -> None:
         self.model, self.meta = loaded.model, loaded.metadata
@@ -122,7 +122,8 @@ class Processor:
         self.device = torch.device(device)
         self.table = StateTable(self.model.state_shape, len(self.meta.class_names), self.device,
                                 state_dtype)
-        self.load_states = load_states or (lambda shards: [])
+        self.model_sha256 = loaded.sha256  # state belongs to one model: its rows are keyed so
+        self.load_states = load_states or (lambda model, shards: [])
         self.step_batch = step_batch
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
@@ -143,7 +144,8 @@ class Processor:
         # a few shards at a time: a million records in one piece cost more in fresh memory
         # (page faults) than in reading them
         for start in range(0, len(missing), LOAD_SHARDS_AT_ONCE):
-            self.table.restore(self.load_states(missing[start:start + LOAD_SHARDS_AT_ONCE]))
+            self.table.restore(self.load_states(self.model_sha256,
+                                                missing[start:start + LOAD_SHARDS_AT_ONCE]))
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.parcels_tracked.set(len(self.table))
@@ -423,7 +425,7 @@ class Consumer:
         self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
         self.pending_decisions: list[dict[str, Any]] = []      # rows, for the next checkpoint
         self.pending_dead_letters: list[dict[str, Any]] = []
-        self.writer = CheckpointWriter(store, group, metrics)
+        self.writer = CheckpointWriter(store, group, metrics, processor.model_sha256)
         self.offsets: dict[tuple[str, int], int] = {}
         self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.tally: Tally[str] = Tally()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from datetime import UTC, timedelta
@@ -36,12 +37,47 @@ TOPICS = ("observations", "decisions", "alerts", "deadletter")
 
 
 def pick_device(setting: str) -> str:
+    """The torch device of EOWATCH_DEVICE: auto, cpu, cuda or cuda:N."""
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise EowatchError(f"EOWATCH_DEVICE={setting} but torch sees no CUDA device; use auto "
-                           "or cpu")
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise EowatchError(f"EOWATCH_DEVICE={setting!r} is not a device eowatch runs on; use "
+                           "auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise EowatchError(f"EOWATCH_DEVICE={setting} but torch sees {count} CUDA "
+                               "device(s); use auto or cpu")
     return setting
+
+
+def deployment_invariants(settings: Settings) -> dict[str, str]:
+    """What must not change while a store lives: where each parcel's state is (its shard) and,
+    on Kafka, which partition carries each shard."""
+    fixed = {"shards": str(settings.shards)}
+    if settings.bus == "kafka":
+        fixed["partitions"] = str(settings.partitions)
+    return fixed
+
+
+def bind_api(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound now: a taken port fails the start, not a thread."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise EowatchError(f"cannot serve the API on {host}:{port} ({exc.strerror}); another "
+                           "process holds the port: stop it or set EOWATCH_API_PORT") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
 
 
 def build_bus(settings: Settings, store: Store) -> Bus:
@@ -102,13 +138,18 @@ class Daemon:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.stop_event = threading.Event()
+        self.device = pick_device(settings.device)
         self.store = Store(settings.resolved_store_url)
         self.store.migrate()
+        self.store.check_deployment(deployment_invariants(settings))
         self.bus = build_bus(settings, self.store)
         self.topics = {name: settings.topic(name) for name in TOPICS}
         self.bus.ensure_topics(list(self.topics.values()))
-        self.device = pick_device(settings.device)
         self.model = load_artifact(settings.model_path, self.device)
+        adopted = self.store.adopt_states(self.model.sha256)
+        if adopted:
+            log.info("%d state rows written before state was keyed by model now belong to "
+                     "model %s", adopted, self.model.metadata.version)
         self.adapters = build_adapters(
             settings, Publisher(self.bus, self.store, self.topics["observations"]),
             self.model.metadata.band_names, self.metrics)
@@ -136,8 +177,11 @@ class Daemon:
                                  "device": self.device})
         self.scheduler = jobs.build_scheduler(self.adapters, self.metrics,
                                               settings.poll_jitter_seconds)
+        self.api_socket = bind_api(settings.api_host, settings.api_port)
+        self.api_port = self.api_socket.getsockname()[1]
         self.api = uvicorn.Server(uvicorn.Config(
-            create_app(self.store, self.bus, self.metrics, self.model.metadata),
+            create_app(self.store, self.bus, self.metrics, self.model.metadata,
+                       self.model.sha256),
             host=settings.api_host, port=settings.api_port, log_level="warning",
             access_log=False))
 
@@ -147,7 +191,8 @@ class Daemon:
         self.stop_event.set()
 
     def serve_api(self) -> threading.Thread:
-        thread = threading.Thread(target=self.api.run, name="api", daemon=True)
+        thread = threading.Thread(target=self.api.run, kwargs={"sockets": [self.api_socket]},
+                                  name="api", daemon=True)
         thread.start()
         return thread
 
@@ -159,7 +204,7 @@ class Daemon:
         log.info("eowatch %s running: model %s on %s, bus %s, store %s, feeds %s, API "
                  "http://%s:%s", __version__, self.model.metadata.version, self.device,
                  self.settings.bus, self.store.backend, ",".join(self.settings.feeds),
-                 self.settings.api_host, self.settings.api_port)
+                 self.settings.api_host, self.api_port)
         last_prune = time.monotonic()
         try:
             while not self.stop_event.is_set():
@@ -187,6 +232,7 @@ class Daemon:
         if api_thread is not None:
             api_thread.join(timeout=5)
         self.consumer.close()
+        self.api_socket.close()
         self.bus.close()
         self.store.close()
         log.info("eowatch stopped: %s", dict(self.consumer.tally))

@@ -223,10 +223,10 @@ def unpack(data: bytes, state_shape: tuple[int, ...], n_classes: int) -> dict[st
     raise EowatchError(f"a checkpoint record of {len(data)} bytes does not fit the model")
 
 
-def checkpointed_parcel(store: Store, parcel_id: str, architecture: dict[str, Any]
-                        ) -> dict[str, Any] | None:
-    """A parcel's state as of its last checkpoint (plain values), or None."""
-    found = store.get_state(parcel_id)
+def checkpointed_parcel(store: Store, parcel_id: str, architecture: dict[str, Any],
+                        model_sha256: str) -> dict[str, Any] | None:
+    """A parcel's state under a model as of its last checkpoint (plain values), or None."""
+    found = store.get_state(model_sha256, parcel_id)
     if found is None:
         return None
     shape = (architecture["num_layers"], 2, architecture["hidden_size"])

@@ -18,6 +18,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import Connection
 
+from eowatch.errors import EowatchError
+
 from ..store.store import Store
 from .base import Bus, BusConsumer, BusError, OutMessage, PartitionHook, Record
 from .base import TopicPartition as TP
@@ -64,11 +66,22 @@ class KafkaBus(Bus):
             new = [NewTopic(t, num_partitions=self.partitions, replication_factor=1)
                    for t in topics if t not in existing]
             if new:
-                admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another member created them first
+            counts = {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(topics)}
+        except KafkaError as exc:
+            raise BusError(f"Kafka at {self.bootstrap}: topics not ready ({exc})") from None
         finally:
             admin.close()
+        other = {t: n for t, n in counts.items() if n != self.partitions}
+        if other:  # a shard's partition is shard mod partitions: it must not change
+            raise EowatchError(
+                f"topic(s) {', '.join(f'{t} ({n} partitions)' for t, n in other.items())} do "
+                f"not have EOWATCH_PARTITIONS={self.partitions} partitions; set "
+                "EOWATCH_PARTITIONS to the topics' count, or use new topics "
+                "(EOWATCH_TOPIC_PREFIX)")
 
     def publish(self, topic: str, messages: Sequence[OutMessage],
                 then: Callable[[Connection], None] | None = None) -> None:

@@ -24,9 +24,11 @@ from .tables import (
     CONSUMER_OFFSETS,
     DEAD_LETTERS,
     DECISIONS,
+    DEPLOYMENT,
     FEED_CURSORS,
-    PARCEL_STATE,
     PARCELS,
+    SHARD_OWNERS,
+    TARGET_STATE,
     table_of,
     utcnow,
 )
@@ -215,35 +217,101 @@ class Store:
         _upsert(conn, FEED_CURSORS, [{"feed": feed, "cursor": json.dumps(cursor),
                                               "updated_at": utcnow()}], ["feed"], update=True)
 
-    # consumer checkpoints
-    def load_states(self, shards: Iterable[int]) -> list[tuple[str, int, bytes, str | None]]:
-        """(parcel id, shard, packed state, last acquisition id) of every parcel of these
-        shards: the rows ``save_states`` wrote."""
-        table = PARCEL_STATE
-        return self._fetch_all(sa.select(table.c.parcel_id, table.c.shard, table.c.data,
+    # consumer checkpoints: state rows are keyed by the model (sha256 of its artifact)
+    def load_states(self, model: str, shards: Iterable[int]
+                    ) -> list[tuple[str, int, bytes, str | None]]:
+        """(target id, shard, packed state, last acquisition id) of every target of these
+        shards under ``model``: the rows ``save_states`` wrote."""
+        table = TARGET_STATE
+        return self._fetch_all(sa.select(table.c.target_id, table.c.shard, table.c.data,
                                          table.c.acquisition_id)
-                               .where(table.c.shard.in_([int(s) for s in shards])))
+                               .where(table.c.model == model,
+                                      table.c.shard.in_([int(s) for s in shards])))
 
-    def get_state(self, parcel_id: str) -> tuple[bytes, str | None] | None:
-        table = PARCEL_STATE
+    def get_state(self, model: str, target_id: str) -> tuple[bytes, str | None] | None:
+        table = TARGET_STATE
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(table.c.data, table.c.acquisition_id)
-                               .where(table.c.parcel_id == parcel_id)).first()
+            row = conn.execute(sa.select(table.c.data, table.c.acquisition_id).where(
+                table.c.model == model, table.c.target_id == target_id)).first()
         return None if row is None else (row[0], row[1])
 
     @staticmethod
-    def save_states(conn: Connection, rows: list[tuple[str, int, bytes, str | None]]) -> None:
-        """Upsert (parcel id, shard, packed state, acquisition id) rows straight through the
-        driver: a checkpoint writes up to millions of rows."""
+    def save_states(conn: Connection, model: str,
+                    rows: list[tuple[str, int, bytes, str | None]]) -> None:
+        """Upsert (target id, shard, packed state, acquisition id) rows of ``model`` straight
+        through the driver: a checkpoint writes up to millions of rows."""
         if not rows:
             return
         mark = "?" if conn.dialect.name == "sqlite" else "%s"
         conn.exec_driver_sql(
-            f"INSERT INTO {PARCEL_STATE.name} (parcel_id, shard, data, acquisition_id) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (parcel_id) DO UPDATE SET "
-            # a parcel's shard is fixed for the deployment: leaving it (and its index) alone
-            # makes the upsert 30 % cheaper
-            "data = excluded.data, acquisition_id = excluded.acquisition_id", rows)
+            f"INSERT INTO {TARGET_STATE.name} (model, target_id, shard, data, acquisition_id) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (model, target_id) "
+            # a target's shard is fixed for the deployment: leaving it alone is cheaper
+            "DO UPDATE SET data = excluded.data, acquisition_id = excluded.acquisition_id",
+            [(model, *row) for row in rows])
+
+    def adopt_states(self, model: str) -> int:
+        """Give state rows written before state was keyed by model to ``model``; returns how
+        many (the first daemon to start on an upgraded store resumes them)."""
+        table = TARGET_STATE
+        with self.transaction() as conn:
+            if conn.execute(sa.select(table.c.target_id).where(table.c.model == model)
+                            .limit(1)).first() is not None:
+                return 0  # the model has state of its own: the old rows stay as they are
+            return int(conn.execute(table.update().where(table.c.model == "")
+                                    .values(model=model)).rowcount)
+
+    # deployment invariants
+    def check_deployment(self, invariants: dict[str, str]) -> None:
+        """Record settings fixed for the store's life on first start; refuse a start whose
+        settings differ (StoreError naming each setting, its stored value and the fix)."""
+        with self.transaction() as conn:
+            stored = dict(conn.execute(sa.select(DEPLOYMENT.c.key, DEPLOYMENT.c.value)).all())
+            changed = {k: (stored[k], v) for k, v in invariants.items()
+                       if k in stored and stored[k] != v}
+            if changed:
+                listed = "; ".join(f"{k} is {new} but this store was set up with {old}"
+                                   for k, (old, new) in changed.items())
+                raise StoreError(f"{listed}. These are fixed for the life of a deployment: set "
+                                 "them back, or start a new store (EOWATCH_STORE_URL) and, on "
+                                 "Kafka, new topics (EOWATCH_TOPIC_PREFIX)")
+            _upsert(conn, DEPLOYMENT, [{"key": k, "value": v, "updated_at": utcnow()}
+                                       for k, v in invariants.items() if k not in stored],
+                    ["key"], update=False)
+
+    # shard ownership: an epoch per (group, shard), raised by each claim
+    def claim_shards(self, group: str, shards: Sequence[int], owner: str) -> dict[int, int]:
+        """Take these shards for ``owner``: their epochs go up by one. Returns shard -> epoch."""
+        table = SHARD_OWNERS
+        shards = [int(s) for s in shards]
+        if not shards:
+            return {}
+        with self.transaction() as conn:
+            current = self._epochs(conn, group, shards, lock=True)
+            now = utcnow()
+            _upsert(conn, table, [{"group_id": group, "shard": s, "epoch": current.get(s, 0) + 1,
+                                   "owner": owner, "updated_at": now} for s in shards],
+                    ["group_id", "shard"], update=True)
+        return {s: current.get(s, 0) + 1 for s in shards}
+
+    @staticmethod
+    def _epochs(conn: Connection, group: str, shards: Sequence[int], lock: bool
+                ) -> dict[int, int]:
+        table = SHARD_OWNERS
+        statement = sa.select(table.c.shard, table.c.epoch).where(
+            table.c.group_id == group, table.c.shard.in_(list(shards)))
+        if lock and conn.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        return {int(s): int(e) for s, e in conn.execute(statement)}
+
+    @classmethod
+    def stale_shards(cls, conn: Connection, group: str, epochs: dict[int, int]) -> list[int]:
+        """Shards of ``epochs`` another member has claimed since (locked until the transaction
+        ends, so no claim slips in before its commit)."""
+        if not epochs:
+            return []
+        current = cls._epochs(conn, group, list(epochs), lock=True)
+        return sorted(s for s, e in epochs.items() if current.get(s) != e)
 
     def get_offsets(self, group: str) -> dict[tuple[str, int], int]:
         table = CONSUMER_OFFSETS

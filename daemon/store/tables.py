@@ -63,16 +63,41 @@ class FeedCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
-class ParcelState(SQLModel, table=True):
-    """A parcel's checkpointed state: recurrent state, outputs and bookkeeping packed in one
-    fixed-size record (layout in daemon/state.py), so a checkpoint costs one row per changed
-    parcel and no per-field work."""
+class TargetState(SQLModel, table=True):
+    """A target's checkpointed state under one model (the sha256 of its artifact): recurrent
+    state, outputs and bookkeeping packed in one fixed-size record (layout in
+    daemon/state.py), so a checkpoint costs one row per changed target and no per-field work.
+    Another model never resumes this state; switching back to this one does."""
 
-    __tablename__ = "parcel_state"
-    parcel_id: str = Field(primary_key=True)
-    shard: int = Field(index=True)
+    __tablename__ = "target_state"
+    __table_args__ = (sa.Index("ix_target_state_model_shard", "model", "shard"),)
+    model: str = Field(primary_key=True)
+    target_id: str = Field(primary_key=True)
+    shard: int
     data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     acquisition_id: str | None = None
+
+
+class Deployment(SQLModel, table=True):
+    """Settings fixed for the life of a store (shards, partitions): checked at every start."""
+
+    __tablename__ = "deployment"
+    key: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class ShardOwner(SQLModel, table=True):
+    """Who owns a shard in a consumer group, and since which claim (epoch). A checkpoint commits
+    only while its writer's epochs are current, so a member paused past its session cannot
+    overwrite the checkpoint of the member that took its shards over."""
+
+    __tablename__ = "shard_owners"
+    group_id: str = Field(primary_key=True)
+    shard: int = Field(primary_key=True)
+    epoch: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    owner: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
 class DecisionRow(SQLModel, table=True):
@@ -144,6 +169,7 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 
 
 PARCELS, AREAS, FEED_CURSORS = table_of(Parcel), table_of(Area), table_of(FeedCursor)
-PARCEL_STATE, DECISIONS, ALERTS = table_of(ParcelState), table_of(DecisionRow), table_of(AlertRow)
+TARGET_STATE, DECISIONS, ALERTS = table_of(TargetState), table_of(DecisionRow), table_of(AlertRow)
+DEPLOYMENT, SHARD_OWNERS = table_of(Deployment), table_of(ShardOwner)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
 BUS_MESSAGES = table_of(BusMessage)

@@ -26,7 +26,7 @@ def make_client(tmp_path):
                          architecture={}, alpha=0.8, epsilon=10)
     metrics = Metrics()
     metrics.dead_letters.labels("undecodable").inc()
-    return TestClient(create_app(store, EmbeddedBus(store), metrics, meta))
+    return TestClient(create_app(store, EmbeddedBus(store), metrics, meta, "sha"))
 
 
 def test_health_readiness_metrics_openapi(tmp_path):
@@ -58,3 +58,11 @@ def test_parcel_view(tmp_path):
     assert body["label"] == "maize" and body["state"] is None
     assert body["decisions"][0]["class"] == "maize"
     assert client.get("/parcels/nope").status_code == 404
+
+
+def test_times_without_a_zone_are_refused_with_422(tmp_path):
+    client = make_client(tmp_path)
+    for query in ("since=2026-04-01T00:00:00", "until=2026-04-01"):
+        response = client.get(f"/decisions?{query}")
+        assert response.status_code == 422 and "time zone" in response.json()["detail"]
+    assert client.get("/decisions?since=2026-04-12T00:00:00Z").json()["total"] == 3

@@ -46,7 +46,7 @@ def test_a_failed_background_write_loses_nothing_of_the_next_checkpoint(tmp_path
         consume(d, 40)
         with engine.connect() as admin, locking.connect() as locker:
             with locker.begin():  # the writer blocks on the state table...
-                locker.execute(sa.text("LOCK TABLE parcel_state IN ACCESS EXCLUSIVE MODE"))
+                locker.execute(sa.text("LOCK TABLE target_state IN ACCESS EXCLUSIVE MODE"))
                 d.consumer.checkpoint(durable=False)
                 terminate_blocked_writer(admin)  # ...and its connection is terminated
         consume(d, 60)  # what the next snapshot holds
@@ -57,7 +57,7 @@ def test_a_failed_background_write_loses_nothing_of_the_next_checkpoint(tmp_path
         d.consumer.checkpoint()
         table = d.processor.table
         in_memory = sorted(table.checkpoint_rows(table.live))
-        assert sorted(d.store.load_states(range(d.settings.shards))) == in_memory
+        assert sorted(d.store.load_states(d.model.sha256, range(d.settings.shards))) == in_memory
         assert d.store.get_offsets(d.consumer.group) == dict(d.consumer.consumer.position)
     finally:
         engine.dispose()

@@ -100,7 +100,8 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
         assert daemon.metrics.registry.get_sample_value(
             "eowatch_dead_letters_total", {"reason": reason}) == 1
     # the good rows of the partly bad chunks were used, and the feed's season went through
-    state = checkpointed_parcel(daemon.store, same_shard[0], daemon.model.metadata.architecture)
+    state = checkpointed_parcel(daemon.store, same_shard[0], daemon.model.metadata.architecture,
+                               daemon.model.sha256)
     assert state is not None and state["observations"] > 1
     assert daemon.store.count(DecisionRow) == 150
 
@@ -113,7 +114,8 @@ def test_state_survives_a_restart(tmp_path, unique):
         first.adapters[0].poll()
         first.consumer.run_once()
     first.consumer.checkpoint()
-    before = checkpointed_parcel(first.store, "sim-000001", first.model.metadata.architecture)
+    before = checkpointed_parcel(first.store, "sim-000001", first.model.metadata.architecture,
+                               first.model.sha256)
     row_before = first.processor.table.lookup(np.array(["sim-000001"], dtype=object))[0]
     tensor_before = first.processor.table.state[row_before]
     first.shutdown()
@@ -123,7 +125,8 @@ def test_state_survives_a_restart(tmp_path, unique):
     row = table.lookup(np.array(["sim-000001"], dtype=object))[0]
     assert torch.equal(table.state[row], tensor_before)
     assert checkpointed_parcel(second.store, "sim-000001",
-                               second.model.metadata.architecture) == before
+                               second.model.metadata.architecture,
+                               second.model.sha256) == before
     assert second.adapters[0].cursor == first.adapters[0].cursor
     second.shutdown()
 
@@ -142,16 +145,18 @@ def test_a_failed_checkpoint_write_is_retried_whole(tmp_path, unique, monkeypatc
         assert dirty and d.consumer.offsets
         real = d.store.save_states
         monkeypatch.setattr(d.store, "save_states",
-                            lambda conn, rows: (_ for _ in ()).throw(OSError("disk full")))
+                            lambda conn, model, rows: (_ for _ in ()).throw(OSError("disk full")))
         with pytest.raises(CheckpointError, match="disk full"):
             d.consumer.checkpoint()
         assert d.processor.table.dirty == dirty and d.consumer.offsets   # handed back
-        assert checkpointed_parcel(d.store, "sim-000001", d.model.metadata.architecture) is None
+        assert checkpointed_parcel(d.store, "sim-000001", d.model.metadata.architecture,
+                               d.model.sha256) is None
         monkeypatch.setattr(d.store, "save_states", real)
         d.consumer.checkpoint()
         assert not d.processor.table.dirty
         assert checkpointed_parcel(d.store, "sim-000001",
-                                   d.model.metadata.architecture)["observations"] > 0
+                                   d.model.metadata.architecture,
+                                   d.model.sha256)["observations"] > 0
         assert d.store.get_offsets(d.consumer.group)
     finally:
         d.shutdown()

@@ -21,7 +21,7 @@ def test_migrations_are_idempotent_and_keep_data(store_url):
     store.migrate()  # an upgrade to the same head is a no-op, never a rebuild
     assert store.count(Parcel) == 1
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_parcels_cursors_offsets(store_url):
@@ -72,11 +72,15 @@ def test_state_rows_round_trip(store_url):
     store = Store(store_url)
     store.migrate()
     with store.transaction() as conn:
-        store.save_states(conn, [("p1", 1, b"\x01" * 16, "acq-1"), ("p2", 2, b"\x02" * 16, None)])
-        store.save_states(conn, [("p1", 1, b"\x03" * 16, "acq-2")])
-    assert store.load_states([1]) == [("p1", 1, b"\x03" * 16, "acq-2")]
-    assert store.get_state("p2") == (b"\x02" * 16, None)
-    assert store.load_states([7]) == [] and store.get_state("p9") is None
+        store.save_states(conn, "m1", [("p1", 1, b"\x01" * 16, "acq-1"),
+                                       ("p2", 2, b"\x02" * 16, None)])
+        store.save_states(conn, "m1", [("p1", 1, b"\x03" * 16, "acq-2")])
+        store.save_states(conn, "m2", [("p1", 1, b"\x04" * 16, "acq-3")])  # another model's
+    assert store.load_states("m1", [1]) == [("p1", 1, b"\x03" * 16, "acq-2")]
+    assert store.load_states("m2", [1]) == [("p1", 1, b"\x04" * 16, "acq-3")]
+    assert store.get_state("m1", "p2") == (b"\x02" * 16, None)
+    assert store.load_states("m1", [7]) == [] and store.get_state("m1", "p9") is None
+    assert store.get_state("m2", "p2") is None
 
 
 def test_unreachable_store_names_the_setting(tmp_path):

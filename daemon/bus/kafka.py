@@ -70,7 +70,7 @@ class KafkaBus(Bus):
                     admin.create_topics(new)
                 except TopicAlreadyExistsError:
                     pass  # another member created them first
-            counts = {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(topics)}
+            counts = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(topics)}
         except KafkaError as exc:
             raise BusError(f"Kafka at {self.bootstrap}: topics not ready ({exc})") from None
         finally:

@@ -14,13 +14,18 @@ is dropped from a checkpoint because the store was briefly unavailable.
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from eowatch.errors import EowatchError
+
 from .metrics import Metrics
 from .store.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Snapshot:
     decisions: list[dict[str, Any]]
     dead_letters: list[dict[str, Any]]
     offsets: dict[tuple[str, int], int]
+    epochs: dict[int, int] = field(default_factory=dict)  # shard -> the writer's claim
     taken_at: float = field(default_factory=time.perf_counter)
 
 
@@ -39,6 +45,14 @@ class CheckpointError(RuntimeError):
     def __init__(self, snapshot: Snapshot, cause: BaseException) -> None:
         super().__init__(f"checkpoint write failed: {cause.__class__.__name__}: {cause}")
         self.snapshot = snapshot
+
+
+class FencedError(EowatchError):
+    """Another member claimed some of the writer's shards since: nothing was written."""
+
+    def __init__(self, snapshot: Snapshot, shards: list[int]) -> None:
+        super().__init__(f"shards {shards} belong to another member now")
+        self.snapshot, self.shards = snapshot, shards
 
 
 class CheckpointWriter:
@@ -67,17 +81,28 @@ class CheckpointWriter:
     def _write(self, snapshot: Snapshot) -> Snapshot:
         try:
             with self.store.transaction() as conn:
+                # first, and locked to the end: a stale owner (paused past its session while
+                # the group moved its shards) must not overwrite its successor's checkpoint
+                stale = self.store.stale_shards(conn, self.group, snapshot.epochs)
+                if stale:
+                    raise FencedError(snapshot, stale)
                 self.store.save_states(conn, self.model_sha256, snapshot.rows)
                 self.store.insert_decisions(conn, snapshot.decisions)
                 self.store.insert_dead_letters(conn, snapshot.dead_letters)
                 self.store.save_offsets(conn, self.group, snapshot.offsets)
+        except FencedError:
+            raise
         except Exception as exc:  # handed back to the consumer thread with the snapshot
             raise CheckpointError(snapshot, exc) from exc
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - snapshot.taken_at)
         return snapshot
 
     def close(self) -> None:
+        """Wait for the write in flight, then stop; a failed one is dropped (the store keeps
+        the checkpoint before it, from which the next start replays)."""
         try:
             self.wait()
+        except CheckpointError as exc:
+            log.error("%s; the next start replays from the checkpoint before it", exc)
         finally:
             self._executor.shutdown(wait=True)

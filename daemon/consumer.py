@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import threading
+import uuid
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
@@ -21,8 +25,8 @@ import torch
 
 from eowatch.models.artifact import LoadedModel
 
-from .bus.base import Bus, BusConsumer, Record
-from .checkpoints import CheckpointError, CheckpointWriter, Snapshot
+from .bus.base import Bus, BusConsumer, BusError, Record
+from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
 from eowatch.seasons import season_of
 
 from .messages import Decision, MessageError, ObservationChunk, decision_id
@@ -418,7 +422,7 @@ class Consumer:
     def __init__(self, topics: dict[str, str], group: str, bus: Bus, store: Store,
                  processor: Processor, metrics: Metrics, shards: int,
                  max_poll_records: int = 512, checkpoint_seconds: float = 2.0,
-                 checkpoint_chunks: int = 2000) -> None:
+                 checkpoint_chunks: int = 2000, stop: threading.Event | None = None) -> None:
         self.topics, self.group, self.shards = topics, group, shards
         self.bus, self.store, self.processor, self.metrics = bus, store, processor, metrics
         self.max_poll_records = max_poll_records
@@ -427,9 +431,13 @@ class Consumer:
         self.pending_dead_letters: list[dict[str, Any]] = []
         self.writer = CheckpointWriter(store, group, metrics, processor.model_sha256)
         self.offsets: dict[tuple[str, int], int] = {}
+        self.epochs: dict[int, int] = {}  # shard -> the claim this member holds
+        self.fenced: set[tuple[str, int]] = set()  # partitions taken over, until reassigned
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.chunks_since, self.last_checkpoint = 0, time.monotonic()
         self.tally: Tally[str] = Tally()
-        self.output = OutputStage(bus, topics, metrics)
+        self.output = OutputStage(bus, topics, metrics, stop=stop)
+        self.unsettled = False  # outputs of stepped records that never reached the output stage
         self.consumer: BusConsumer = bus.consumer(
             group, [self.topics["observations"]], max_poll_records,
             on_assigned=self.on_assigned, on_revoked=self.on_revoked)
@@ -439,10 +447,13 @@ class Consumer:
         return [s for s in range(self.shards) if self.bus.partition_of(s) in parts]
 
     def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
-        """Load the shards of newly assigned partitions from their checkpoints (the bus has
-        already sought to the checkpoint's offsets)."""
+        """Claim the shards of newly assigned partitions and load them from their checkpoints
+        (the bus has already sought to the checkpoint's offsets). Shards still in memory are
+        loaded again: after a revocation whose checkpoint failed they hold steps past it."""
         started = time.perf_counter()
         shards = self.shards_of(partitions)
+        self.forget(partitions)
+        self.epochs.update(self.store.claim_shards(self.group, shards, self.member))
         self.processor.ensure_shards(shards)
         seconds = time.perf_counter() - started
         self.metrics.handovers.labels("assigned").inc(len(partitions))
@@ -452,21 +463,52 @@ class Consumer:
                  len(partitions), len(shards), len(self.processor.table), seconds)
 
     def on_revoked(self, partitions: set[tuple[str, int]]) -> None:
-        """Checkpoint, then forget the shards of the revoked partitions."""
+        """Checkpoint, then forget the shards of the revoked partitions. Never raises (the Kafka
+        client drops a listener's exception): should the checkpoint fail, the next owner
+        resumes from the one before and replays what came after."""
         started = time.perf_counter()
-        # no commit to the bus here: the hook runs on the Kafka client's I/O thread, where a
-        # blocking call fails; the store holds the offsets that count. Durable before the
-        # shards are let go: their next owner loads them from the store.
-        self.checkpoint(commit_to_bus=False)
-        self.processor.drop_shards(self.shards_of(partitions))
+        try:
+            # no commit to the bus here: the hook runs on the Kafka client's I/O thread, where
+            # a blocking call fails; the store holds the offsets that count. Durable before
+            # the shards are let go: their next owner loads them from the store.
+            self.checkpoint(commit_to_bus=False)
+        except (BusError, CheckpointError) as exc:
+            log.error("revocation checkpoint failed (%s): the next owner replays from the "
+                      "last checkpoint", exc)
+        finally:
+            self.forget(partitions)
         self.metrics.handovers.labels("revoked").inc(len(partitions))
         self.metrics.partitions_assigned.set(0)
-        log.info("revoked %d partition(s) after a checkpoint in %.2f s", len(partitions),
+        log.info("revoked %d partition(s) in %.2f s", len(partitions),
                  time.perf_counter() - started)
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Drop what this member holds of these partitions and their shards: state rows, the
+        offsets and epochs to checkpoint, and the fence on them."""
+        partitions = set(partitions)
+        shards = self.shards_of(partitions)
+        self.processor.drop_shards(shards)
+        for shard in shards:
+            self.epochs.pop(shard, None)
+        for key in partitions:
+            self.offsets.pop(key, None)
+        self.fenced -= partitions
+
+    def fence(self, shards: list[int]) -> None:
+        """Another member has claimed these shards since: drop them and read nothing more of
+        their partitions until the group assigns them here again."""
+        partitions = {(self.topics["observations"], self.bus.partition_of(s)) for s in shards}
+        log.warning("shards %s were taken over by another member: dropping partitions %s "
+                    "until they are assigned here again", shards, sorted(p for _, p in partitions))
+        self.metrics.handovers.labels("fenced").inc(len(partitions))
+        self.forget(partitions)
+        self.fenced |= partitions
 
     def run_once(self, timeout_s: float = 0.5) -> list[Record]:
         """Poll and process one batch, checkpointing when due; returns the records handled."""
         records = self.consumer.poll(self.max_poll_records, timeout_s)
+        if self.fenced:
+            records = [r for r in records if (r.topic, r.partition) not in self.fenced]
         if records:
             out = BatchOutput()
             self.processor.process(records, out)
@@ -489,7 +531,11 @@ class Consumer:
 
     def publish(self, out: BatchOutput) -> None:
         """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
-        self.output.put(out.decisions, out.dead_letters)
+        try:
+            self.output.put(out.decisions, out.dead_letters)
+        except BusError:  # stopping: the state holds steps whose outputs are not queued
+            self.unsettled = True
+            raise
         for letter in out.dead_letters:  # counted here: a retried wave drops its first try's
             self.metrics.dead_letters.labels(letter["reason"]).inc()
         self.pending_decisions += [decision_row(d) for d in out.decisions]
@@ -502,13 +548,15 @@ class Consumer:
         durable, its offsets also go to the bus, for lag tools."""
         table = self.processor.table
         if self.offsets or table.dirty:
-            self.output.drain()  # outputs reach the bus before the store records them
+            if not self.output.drain():  # outputs reach the bus before the store records them
+                raise BusError("the bus has not taken the outputs yet: checkpoint put off")
             # the write in flight first: should it have failed, its snapshot is handed back
             # into this one, never dropped beside it
             self._settled(self.writer.wait, commit_to_bus)
             row_ids = list(table.dirty)
             snapshot = Snapshot(table.checkpoint_rows(row_ids), row_ids,
-                                self.pending_decisions, self.pending_dead_letters, self.offsets)
+                                self.pending_decisions, self.pending_dead_letters, self.offsets,
+                                dict(self.epochs))
             table.dirty.clear()
             self.pending_decisions, self.pending_dead_letters, self.offsets = [], [], {}
             self.chunks_since, self.last_checkpoint = 0, time.monotonic()
@@ -521,6 +569,10 @@ class Consumer:
         take back the snapshot of a write that failed (the next checkpoint retries it)."""
         try:
             done = call()
+        except FencedError as exc:  # nothing was written; what is still ours goes next time
+            self.fence(exc.shards)
+            self._restore(exc.snapshot)
+            return
         except CheckpointError as exc:
             self.metrics.checkpoint_errors.inc()
             self._restore(exc.snapshot)
@@ -529,11 +581,16 @@ class Consumer:
             self.consumer.commit(done.offsets)
 
     def _restore(self, snapshot: Snapshot) -> None:
-        self.processor.table.dirty.update(snapshot.row_ids)
+        """Take a snapshot that was not written back into the next, less what this member
+        has let go of since (rows of dropped shards, offsets of partitions it no longer has)."""
+        table = self.processor.table
+        table.dirty.update(r for r in snapshot.row_ids if table.shard[r] >= 0)
         self.pending_decisions = snapshot.decisions + self.pending_decisions
         self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters
+        owned = {(self.topics["observations"], self.bus.partition_of(s)) for s in self.epochs}
         for key, offset in snapshot.offsets.items():
-            self.offsets[key] = max(offset, self.offsets.get(key, 0))
+            if key in owned or not self.epochs:
+                self.offsets[key] = max(offset, self.offsets.get(key, 0))
 
     def page_out(self) -> None:
         """Drop least recently used (clean) shards while the state exceeds its budget."""
@@ -543,11 +600,23 @@ class Consumer:
             self.processor.drop_shards(victims)
             self.metrics.shard_evictions.inc(len(victims))
 
-    def close(self) -> None:
-        self.checkpoint()
-        self.writer.close()
-        self.output.close()
-        self.consumer.close()
+    def close(self, grace_s: float = 10.0) -> None:
+        """A last checkpoint when the bus takes the outputs within ``grace_s``; otherwise none:
+        the next start resumes from the last checkpoint and replays what came after."""
+        try:
+            if not self.unsettled and self.output.drain(grace_s):
+                self.checkpoint()
+            else:
+                log.warning("the bus did not take the last outputs within %.0f s: leaving "
+                            "without a final checkpoint; the next start replays from the last "
+                            "one", grace_s)
+        except (CheckpointError, BusError) as exc:
+            log.error("no final checkpoint (%s); the next start replays from the last one",
+                      exc)
+        finally:
+            self.writer.close()
+            self.output.close(grace_s)
+            self.consumer.close()
 
 
 def decision_row(d: Decision) -> dict[str, Any]:

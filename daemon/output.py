@@ -11,6 +11,7 @@ import json
 import logging
 import queue
 import threading
+import time
 
 from .bus.base import Bus, BusError, OutMessage
 from .messages import Decision
@@ -31,9 +32,11 @@ def dead_letter_messages(dead_letters: list[dict]) -> list[OutMessage]:
 
 class OutputStage:
     def __init__(self, bus: Bus, topics: dict[str, str], metrics: Metrics,
-                 max_batches: int = 8, retry_seconds: float = 1.0) -> None:
+                 max_batches: int = 8, retry_seconds: float = 1.0,
+                 stop: threading.Event | None = None) -> None:
         self.bus, self.topics, self.metrics = bus, topics, metrics
         self.retry_seconds = retry_seconds
+        self.stop = stop or threading.Event()  # set: waiting for the bus gives up
         self.queue: queue.Queue[tuple[str, list[OutMessage]] | None] = queue.Queue(max_batches)
         self.thread = threading.Thread(target=self._run, name="output", daemon=True)
         self.thread.start()
@@ -43,18 +46,42 @@ class OutputStage:
         for topic, messages in (("decisions", decision_messages(decisions)),
                                 ("deadletter", dead_letter_messages(dead_letters))):
             if messages:
-                self.queue.put((self.topics[topic], messages))
+                self._put((self.topics[topic], messages))
         self.metrics.queue_depth.labels("output").set(self.queue.qsize())
 
-    def drain(self) -> None:
-        """Wait until everything queued so far is acknowledged by the bus."""
-        self.queue.join()
-        self.metrics.queue_depth.labels("output").set(0)
+    def _put(self, item: tuple[str, list[OutMessage]]) -> None:
+        while True:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    raise BusError("stopping while the bus takes no outputs") from None
 
-    def close(self) -> None:
-        self.drain()
-        self.queue.put(None)
-        self.thread.join(timeout=10)
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything queued so far is acknowledged by the bus; False when it is not
+        after ``timeout_s`` or, without one, once a stop is requested (a bus or disk that stays
+        down must not keep a shutdown waiting)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+                if left <= 0 or (deadline is None and self.stop.is_set()):
+                    return False
+                self.queue.all_tasks_done.wait(left)
+        self.metrics.queue_depth.labels("output").set(0)
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread; what the bus has not taken by then is left (a checkpoint never
+        recorded it, so the next start publishes it again)."""
+        self.drain(timeout_s)
+        self.stop.set()
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass
+        self.thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         while True:
@@ -67,8 +94,9 @@ class OutputStage:
                 try:
                     self.bus.publish(topic, messages)
                     break
-                except BusError as exc:
+                except Exception as exc:  # BusError, or anything else: the thread must live
                     self.metrics.output_errors.inc()
                     log.error("output: %s; retrying in %.0f s", exc, self.retry_seconds)
-                    threading.Event().wait(self.retry_seconds)
+                    if self.stop.wait(self.retry_seconds):
+                        return  # shutting down: the next start publishes it again
             self.queue.task_done()

@@ -168,7 +168,7 @@ class Daemon:
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
                                  self.processor, self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
-                                 settings.checkpoint_chunks)
+                                 settings.checkpoint_chunks, stop=self.stop_event)
         # what /readyz checks, as metrics: an outage shows on dashboards and in alerts
         self.metrics.reachable.labels("bus").set_function(lambda: float(self.bus.ping()))
         self.metrics.reachable.labels("store").set_function(lambda: float(self.store.ping()))

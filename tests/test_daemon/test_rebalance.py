@@ -82,3 +82,43 @@ def test_two_consumers_split_the_shards_and_survive_a_kill(tmp_path, unique, kaf
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=15)
+
+
+def test_a_member_paused_past_its_session_cannot_overwrite_its_successor(tmp_path, unique,
+                                                                         kafka_bootstrap,
+                                                                         postgres_url):
+    """SIGSTOP one member until the group hands its partitions over, then SIGCONT it: its
+    stale state must not reach the store (the shard epochs fence it), and every decision is
+    still the offline one."""
+    import signal
+
+    import sqlalchemy as sa
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    env = {"EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "EOWATCH_STORE_URL": postgres_url, "EOWATCH_TOPIC_PREFIX": unique,
+           "EOWATCH_CONSUMER_GROUP": f"{unique}-group", "EOWATCH_PARTITIONS": "4",
+           "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
+           "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path),
+           "EOWATCH_CHECKPOINT_SECONDS": "0.5"}
+    port_a, port_b = free_port(), free_port()
+    a = start(tmp_path, "a", port_a, {**env, "EOWATCH_FEEDS": ""})  # the one paused
+    wait_for(lambda: get(port_a, "/healthz"), 60, a)
+    b = start(tmp_path, "b", port_b, {**env, "EOWATCH_SIM_DAYS_PER_SECOND": "8"})
+    try:
+        wait_for(lambda: metric(port_a, "eowatch_partitions_assigned") > 0
+                 and metric(port_b, "eowatch_partitions_assigned") > 0, 90, b)
+        wait_for(lambda: metric(port_a, "eowatch_observations_consumed_total") > 0, 60, a)
+        a.send_signal(signal.SIGSTOP)
+        wait_for(lambda: metric(port_b, "eowatch_partitions_assigned") == 4, 90, b)
+        a.send_signal(signal.SIGCONT)
+        wait_for(lambda: len(decisions(port_b)) >= PARCELS, 300, b)
+        assert decisions(port_b) == offline_decisions(PARCELS)
+    finally:
+        for process in (a, b):
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+                process.wait(timeout=60)

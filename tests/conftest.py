@@ -16,7 +16,15 @@ import sqlalchemy as sa
 
 from eowatch.daemon.bus.tansu import free_port  # noqa: F401  (the tests import it from here)
 
-IN_CI = bool(os.environ.get("CI"))
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def truthy(value: str | None) -> bool:
+    """How CI systems set CI: true, 1, yes (any case); false, 0, no or unset are not."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+IN_CI = truthy(os.environ.get("CI"))
 PG_ADMIN_URL = os.environ.get("EOWATCH_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

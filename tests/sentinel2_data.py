@@ -30,7 +30,6 @@ from affine import Affine
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" /
            "earthsearch_v1_sentinel-2-l2a_S2A_39QTA_20230628_0_L2A.json")
-BUNDLED_FIXTURE = Path(__file__).with_name("data") / FIXTURE.name
 BAND_RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
                    "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20}
 # Reflectance of a green crop, in band order (what the scene paints inside parcels)
@@ -43,8 +42,12 @@ ASSET_OF = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05"
 
 
 def fixture_item() -> dict[str, Any]:
-    path = FIXTURE if FIXTURE.is_file() else BUNDLED_FIXTURE
-    return json.loads(path.read_text())
+    """The real Earth Search item, read from ../shared/fixtures (never copied here)."""
+    from .conftest import unavailable
+
+    if not FIXTURE.is_file():
+        unavailable("the shared fixtures", f"{FIXTURE} not found beside the checkout")
+    return json.loads(FIXTURE.read_text())
 
 
 @dataclass(frozen=True)

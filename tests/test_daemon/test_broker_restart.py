@@ -60,7 +60,6 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
         wait_for(lambda: get(port, "/healthz"), 60, daemon)
         wait_for(lambda: metric(port, "eowatch_observations_consumed_total") > 0, 90, daemon)
         before = metric(port, "eowatch_observations_consumed_total")
-        assert len(decisions(port)) < PARCELS
         first.send_signal(signal.SIGKILL)  # mid-season: the feed and the consumer lose the bus
         first.wait()
         wait_for(lambda: not ready(port), 30, daemon)  # the outage is reported
@@ -68,6 +67,7 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
         second = broker()
         wait_for(lambda: ready(port), 60, daemon)
         assert 'eowatch_dependency_up{dependency="bus"} 1.0' in metrics_text(port)
+        # the season went on past the outage (a deadline on that, not a timing bet)
         wait_for(lambda: metric(port, "eowatch_observations_consumed_total") > before, 90,
                  daemon)
         wait_for(lambda: len(decisions(port)) >= PARCELS, 300, daemon)

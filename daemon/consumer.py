@@ -11,8 +11,8 @@ import logging
 import os
 import socket
 import threading
-import uuid
 import time
+import uuid
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,11 +24,10 @@ import pandas as pd
 import torch
 
 from eowatch.models.artifact import LoadedModel
+from eowatch.seasons import season_of
 
 from .bus.base import Bus, BusConsumer, BusError, Record
 from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
-from eowatch.seasons import season_of
-
 from .messages import Decision, MessageError, ObservationChunk, decision_id
 from .metrics import Metrics
 from .output import OutputStage

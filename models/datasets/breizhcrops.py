@@ -83,5 +83,6 @@ def read_breizhcrops(root: str | Path, region: str, year: int = 2017,
     labels = np.array([position[code_to_class[c]] for c in index["CODE_CULTU"]], dtype=np.int64)
     return SeriesSet(values=values, days=day_array, lengths=lengths, labels=labels,
                      class_names=class_names, band_names=S2_BANDS,
-                     sample_ids=index["id"].to_numpy(), season_length_days=365.0, season_start="01-01",
+                     sample_ids=index["id"].to_numpy(), season_length_days=365.0,
+                     season_start="01-01",
                      name=f"breizhcrops-{year}-{level}-{region}").validate()

@@ -57,8 +57,8 @@ def test_cli_reports_bad_data_as_an_error_not_a_traceback(tmp_path, capsys):
 def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
     from eowatch.settings import load_settings
 
-    from ..test_models.test_datasets import long_frame
     from ..test_daemon.pipeline import make_daemon
+    from ..test_models.test_datasets import long_frame
 
     frame = long_frame(n_samples=8, n_dates=6)
     same, mixed = tmp_path / "same.csv", tmp_path / "mixed.csv"

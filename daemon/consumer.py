@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 import torch
 
 from eowatch.models.artifact import LoadedModel
@@ -452,7 +453,11 @@ class Consumer:
         started = time.perf_counter()
         shards = self.shards_of(partitions)
         self.forget(partitions)
-        self.epochs.update(self.store.claim_shards(self.group, shards, self.member))
+        try:
+            self.epochs.update(self.store.claim_shards(self.group, shards, self.member))
+        except sa.exc.SQLAlchemyError as exc:  # a full disk, a store restarting: retried
+            raise BusError(f"cannot claim the assigned shards ({exc.__class__.__name__})"
+                           ) from None
         self.processor.ensure_shards(shards)
         seconds = time.perf_counter() - started
         self.metrics.handovers.labels("assigned").inc(len(partitions))

@@ -100,9 +100,9 @@ class EmbeddedConsumer(BusConsumer):
         self.position.update({tp: o for tp, o in offsets.items() if tp in self.position})
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        if self._on_assigned is not None:
-            hook, self._on_assigned = self._on_assigned, None
-            hook(set(self.position))
+        if self._on_assigned is not None:  # cleared once it succeeds: a failure is retried
+            self._on_assigned(set(self.position))
+            self._on_assigned = None
         records: list[Record] = []
         with self.bus.store.engine.connect() as conn:
             for (topic, partition), start in self.position.items():

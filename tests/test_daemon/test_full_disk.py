@@ -45,6 +45,7 @@ def test_a_full_disk_stalls_outputs_without_losing_them(small_disk, unique):
         feed.days_per_second = 0.0
         feed.sim_day += 150  # most of the season: most parcels decide
         feed.poll()
+        d.consumer.run_once(timeout_s=0.2)  # running (shards claimed) when the disk fills
         filler = fill(small_disk)
         while d.consumer.run_once(timeout_s=0.2):  # decisions are made, the bus refuses them
             pass

@@ -47,18 +47,24 @@ def decisions(port: int) -> dict[str, tuple[str, float]]:
     return {d["parcel_id"]: (d["class"], round(d["day_of_season"], 3)) for d in items}
 
 
-def test_two_consumers_split_the_shards_and_survive_a_kill(tmp_path, unique, kafka_bootstrap,
-                                                          postgres_url):
+def group_settings(tmp_path: Path, unique: str, kafka_bootstrap: str, postgres_url: str
+                   ) -> dict[str, str]:
+    """Settings of the members of one group on the test broker and an empty PostgreSQL."""
     import sqlalchemy as sa
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
-    env = {"EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "EOWATCH_STORE_URL": postgres_url, "EOWATCH_TOPIC_PREFIX": unique,
-           "EOWATCH_CONSUMER_GROUP": f"{unique}-group", "EOWATCH_PARTITIONS": "4",
-           "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
-           "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path)}
+    return {"EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "EOWATCH_STORE_URL": postgres_url, "EOWATCH_TOPIC_PREFIX": unique,
+            "EOWATCH_CONSUMER_GROUP": f"{unique}-group", "EOWATCH_PARTITIONS": "4",
+            "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
+            "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path)}
+
+
+def test_two_consumers_split_the_shards_and_survive_a_kill(tmp_path, unique, kafka_bootstrap,
+                                                          postgres_url):
+    env = group_settings(tmp_path, unique, kafka_bootstrap, postgres_url)
     port_a, port_b = free_port(), free_port()
     # A runs the feed and a consumer; B only a consumer
     a = start(tmp_path, "a", port_a, {**env, "EOWATCH_SIM_DAYS_PER_SECOND": "8"})
@@ -92,16 +98,7 @@ def test_a_member_paused_past_its_session_cannot_overwrite_its_successor(tmp_pat
     still the offline one."""
     import signal
 
-    import sqlalchemy as sa
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    env = {"EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "EOWATCH_STORE_URL": postgres_url, "EOWATCH_TOPIC_PREFIX": unique,
-           "EOWATCH_CONSUMER_GROUP": f"{unique}-group", "EOWATCH_PARTITIONS": "4",
-           "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
-           "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path),
+    env = {**group_settings(tmp_path, unique, kafka_bootstrap, postgres_url),
            "EOWATCH_CHECKPOINT_SECONDS": "0.5"}
     port_a, port_b = free_port(), free_port()
     a = start(tmp_path, "a", port_a, {**env, "EOWATCH_FEEDS": ""})  # the one paused

@@ -287,7 +287,7 @@ class Store:
         if not shards:
             return {}
         with self.transaction() as conn:
-            current = self._epochs(conn, group, shards, lock=True)
+            current = self._epochs(conn, group, shards)
             now = utcnow()
             _upsert(conn, table, [{"group_id": group, "shard": s, "epoch": current.get(s, 0) + 1,
                                    "owner": owner, "updated_at": now} for s in shards],
@@ -295,12 +295,12 @@ class Store:
         return {s: current.get(s, 0) + 1 for s in shards}
 
     @staticmethod
-    def _epochs(conn: Connection, group: str, shards: Sequence[int], lock: bool
-                ) -> dict[int, int]:
+    def _epochs(conn: Connection, group: str, shards: Sequence[int]) -> dict[int, int]:
+        """Current epochs of these shards, row-locked on PostgreSQL until the transaction ends."""
         table = SHARD_OWNERS
         statement = sa.select(table.c.shard, table.c.epoch).where(
             table.c.group_id == group, table.c.shard.in_(list(shards)))
-        if lock and conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql":
             statement = statement.with_for_update()
         return {int(s): int(e) for s, e in conn.execute(statement)}
 
@@ -310,7 +310,7 @@ class Store:
         ends, so no claim slips in before its commit)."""
         if not epochs:
             return []
-        current = cls._epochs(conn, group, list(epochs), lock=True)
+        current = cls._epochs(conn, group, list(epochs))
         return sorted(s for s, e in epochs.items() if current.get(s) != e)
 
     def get_offsets(self, group: str) -> dict[tuple[str, int], int]:

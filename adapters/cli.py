@@ -49,11 +49,12 @@ def _when(text: str, end: bool) -> datetime:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from eowatch.daemon.service import sentinel2_config
+    from eowatch.contract.registry import load_feed_settings
     from eowatch.models.artifact import load_artifact
     from eowatch.settings import load_settings
 
     from .samples import extract, labelled_parcels
+    from .sentinel2 import FEED_SPEC
 
     settings = load_settings(config=args.config) if args.config else load_settings()
     start_text, _, end_text = args.season.partition("/")
@@ -64,7 +65,8 @@ def run_extract(args: argparse.Namespace) -> int:
     parcels, labels = labelled_parcels(args.parcels, args.id_field, args.label_field)
     if not len(parcels):
         raise EowatchError(f"{args.parcels}: no labelled parcel to extract")
-    report = extract(parcels, labels, start, end, bands, sentinel2_config(settings),
+    config = load_feed_settings(FEED_SPEC, settings.config).config()  # type: ignore[attr-defined]
+    report = extract(parcels, labels, start, end, bands, config,
                      args.min_valid_fraction if args.min_valid_fraction is not None
                      else settings.min_valid_fraction, args.out)
     print(f"{args.out}: {len(parcels)} parcels, {report.summary()}")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from eowatch.daemon.parcels import ImportError_, prepare
+from eowatch.parcels import ImportError_, prepare
 
 from .sentinel2 import FEED, ItemError, Sentinel2Config, StacSearch, read_item
 from .tiles import ParcelSet

@@ -14,22 +14,32 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pystac
 import requests
 import shapely
 from affine import Affine
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from pystac_client import Client
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from urllib3 import Retry
 
-from eowatch.daemon.metrics import Metrics
+from eowatch.contract.feeds import (
+    Feed,
+    FeedContext,
+    FeedHost,
+    FeedMetrics,
+    FeedSettings,
+    FeedSpec,
+    chunks_by_shard,
+)
 from eowatch.errors import EowatchError
+from eowatch.settings import comma_list
 
-from .base import Adapter, Publisher, chunks_by_shard
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
 from .tiles import ParcelSet, tile_square
@@ -324,22 +334,22 @@ class Cursor:
         return Cursor(newest, newest_id, recent, failures, list(self.skipped))
 
 
-class Sentinel2Feed(Adapter):
+class Sentinel2Feed(Feed):
     """Polls the STAC API for new items over the registered parcels and publishes, per item,
     one chunk per shard; the cursor moves only with the bus's acknowledgement."""
 
     name = FEED
 
-    def __init__(self, publisher: Publisher, band_names: Sequence[str], config: Sentinel2Config,
-                 interval_seconds: float = 600.0, metrics: Metrics | None = None,
+    def __init__(self, host: FeedHost, band_names: Sequence[str], config: Sentinel2Config,
+                 interval_seconds: float = 600.0, metrics: FeedMetrics | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if "l2a" in config.collection.lower() and "B10" in band_names:
             raise EowatchError(f"the model reads B10 (cirrus), which {config.collection} does "
                                "not carry: use EOWATCH_S2_COLLECTION=sentinel-2-l1c or a model "
                                "trained without B10 (eowatch train --bands)")
-        self.publisher, self.band_names, self.config = publisher, tuple(band_names), config
+        self.host, self.band_names, self.config = host, tuple(band_names), config
         self.interval_seconds, self.now = interval_seconds, now
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or FeedMetrics()
         self.search = StacSearch(config)
         self.stopping = threading.Event()
         self._parcels: ParcelSet | None = None
@@ -347,15 +357,15 @@ class Sentinel2Feed(Adapter):
 
     def parcels(self) -> ParcelSet:
         """The registered parcels with geometries, reloaded when the registry changes."""
-        version = self.publisher.store.parcels_version()
+        version = self.host.parcels_version()
         if self._parcels is None or version != self._parcels_version:
-            self._parcels = ParcelSet.from_geojson(*self.publisher.store.parcel_geometries(
+            self._parcels = ParcelSet.from_geojson(*self.host.parcel_geometries(
                 exclude_source="simulated"))
             self._parcels_version = version
         return self._parcels
 
     def cursor(self) -> Cursor:
-        return Cursor.load(self.publisher.store.get_cursor(FEED))
+        return Cursor.load(self.host.cursor(FEED))
 
     def poll(self) -> int:
         parcels = self.parcels()
@@ -384,7 +394,7 @@ class Sentinel2Feed(Adapter):
                 FEED, item.id, rows.acquired_at, self.band_names,
                 parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
                 rows.valid_fraction)
-            self.publisher.publish(FEED, chunks, cursor.dump())
+            self.host.publish(FEED, chunks, cursor.dump())
             published += len(chunks)
             self._count(item, rows, time.perf_counter() - started)
         return published
@@ -405,7 +415,7 @@ class Sentinel2Feed(Adapter):
             self.metrics.feed_items.labels(FEED, "skipped").inc()
             cursor = cursor.after(item, self.config.lookback)
             cursor.skipped.append({"id": item.id, "reason": str(exc)})
-        self.publisher.publish(FEED, [], cursor.dump())
+        self.host.publish(FEED, [], cursor.dump())
         return cursor
 
     def _count(self, item: pystac.Item, rows: ItemRows | None, seconds: float) -> None:
@@ -423,3 +433,55 @@ class Sentinel2Feed(Adapter):
                         "" if rows.offset.metadata_applied else "not ", rows.offset.verdict)
         log.info("sentinel2: %s: %d parcels observed, %d without valid pixels, %.1f s", item.id,
                  len(rows.parcel_index), rows.no_valid_pixels, seconds)
+
+
+class Sentinel2Settings(FeedSettings):
+    """Settings of the sentinel2 feed: EOWATCH_S2_<NAME>, or s2_<name> in the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="EOWATCH_S2_", frozen=True, extra="forbid")
+
+    stac_url: str = Field("https://earth-search.aws.element84.com/v1",
+                          description="STAC API searched for items")
+    collection: str = Field("sentinel-2-l2a", description="collection searched "
+                            "(sentinel-2-l2a or sentinel-2-l1c)")
+    poll_seconds: float = Field(600.0, gt=0, description="interval between polls")
+    start: datetime | None = Field(
+        None, description="first acquisition time read when the feed has no cursor yet "
+        "(default: 30 days before the first poll)")
+    lookback_hours: float = Field(
+        72.0, ge=0, description="items published late, up to this much older than the newest "
+        "read, are still read")
+    max_cloud: float | None = Field(
+        None, ge=0, le=100, description="skip items with a larger eo:cloud_cover (percent)")
+    scl_valid: Annotated[tuple[int, ...], NoDecode] = Field(
+        SCL_VALID, description="scene classes counted as clear, comma separated")
+    page_size: int = Field(100, ge=1, le=10000, description="items per STAC search page")
+    max_items_per_poll: int = Field(50, ge=1, description="items read in one poll at most")
+    max_attempts: int = Field(5, ge=1, description="polls that may fail on one item before "
+                              "it is skipped (and listed in the feed's cursor)")
+    timeout_seconds: float = Field(30.0, gt=0, description="STAC API request timeout")
+
+    @field_validator("scl_valid", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        return comma_list(value) if isinstance(value, str) else value
+
+    def config(self) -> Sentinel2Config:
+        start = self.start
+        return Sentinel2Config(
+            stac_url=self.stac_url, collection=self.collection, scl_valid=self.scl_valid,
+            max_cloud=self.max_cloud,
+            start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
+            lookback=timedelta(hours=self.lookback_hours), page_size=self.page_size,
+            max_items_per_poll=self.max_items_per_poll, max_attempts=self.max_attempts,
+            timeout_seconds=self.timeout_seconds)
+
+
+def _build(settings: Sentinel2Settings, context: FeedContext) -> Sentinel2Feed:
+    return Sentinel2Feed(context.host, context.band_names, settings.config(),
+                         settings.poll_seconds, context.metrics)
+
+
+FEED_SPEC = FeedSpec(FEED, Sentinel2Settings, _build,
+                     "Sentinel-2 L2A/L1C from a STAC API: per-parcel reflectance and clear "
+                     "fraction of every new item over the registered parcels")

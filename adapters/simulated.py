@@ -14,22 +14,30 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from eowatch.daemon.messages import ObservationChunk, shards_of
+from eowatch.contract.feeds import (
+    Feed,
+    FeedContext,
+    FeedHost,
+    FeedSettings,
+    FeedSpec,
+    chunks_by_shard,
+)
+from eowatch.contract.messages import ObservationChunk, shards_of
 from eowatch.models.datasets.breizhcrops import S2_BANDS
 from eowatch.models.datasets.simulator import CLASS_NAMES, SEASON_DAYS, ParcelSimulator
-
-from .base import Adapter, Publisher, chunks_by_shard
 
 log = logging.getLogger(__name__)
 FEED = "simulated"
 OVERPASS = timedelta(hours=10, minutes=30)  # Sentinel-2's local morning pass, roughly UTC here
 
 
-class SimulatedFeed(Adapter):
+class SimulatedFeed(Feed):
     name = FEED
 
-    def __init__(self, publisher: Publisher, n_parcels: int, seed: int, shards: int,
+    def __init__(self, host: FeedHost, n_parcels: int, seed: int, shards: int,
                  days_per_second: float, start_year: int, seasons: int = 0,
                  interval_seconds: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -40,13 +48,13 @@ class SimulatedFeed(Adapter):
             raise ValueError(f"the simulated feed has no band(s) {absent}; it has {S2_BANDS}")
         self.band_names = tuple(band_names)
         self._columns = [S2_BANDS.index(b) for b in band_names]
-        self.publisher, self.seed, self.shards = publisher, seed, shards
+        self.host, self.seed, self.shards = host, seed, shards
         self.days_per_second, self.start_year = days_per_second, start_year
         self.seasons, self.interval_seconds, self.clock = seasons, interval_seconds, clock
         self.parcel_ids = np.array([f"sim-{i:06d}" for i in range(n_parcels)], dtype=object)
         self.parcel_shards = shards_of(self.parcel_ids, shards)
         self._cached: tuple[int, ParcelSimulator, list[tuple[int, int]]] | None = None
-        cursor = publisher.store.get_cursor(FEED) or {"season": 0, "event": 0}
+        cursor = host.cursor(FEED) or {"season": 0, "event": 0}
         self.cursor = cursor
         self.sim_day = float(self._events(cursor["season"])[cursor["event"]][0]) \
             if cursor["event"] < len(self._events(cursor["season"])) else float(SEASON_DAYS)
@@ -120,7 +128,7 @@ class SimulatedFeed(Adapter):
             self.parcel_shards[acquisition.parcels], acquisition.values[:, self._columns],
             acquisition.valid_fraction)
         cursor = {"season": season, "event": event + 1}
-        self.publisher.publish(FEED, chunks, cursor)
+        self.host.publish(FEED, chunks, cursor)
         self.cursor = cursor
         return len(chunks)
 
@@ -135,7 +143,34 @@ class SimulatedFeed(Adapter):
                                    season=self.start_year + season)
                   for shard in np.unique(self.parcel_shards)]
         cursor = {"season": season + 1, "event": 0}
-        self.publisher.publish(FEED, chunks, cursor)
+        self.host.publish(FEED, chunks, cursor)
         self.cursor = cursor
         log.info("simulated season %d ended", self.start_year + season)
         return len(chunks)
+
+
+class SimulatedSettings(FeedSettings):
+    """Settings of the simulated feed: EOWATCH_SIM_<NAME>, or sim_<name> in the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="EOWATCH_SIM_", frozen=True, extra="forbid")
+
+    parcels: int = Field(2000, ge=1, description="parcels simulated")
+    seed: int = Field(0, description="seed of the simulator")
+    days_per_second: float = Field(10.0, gt=0,
+                                   description="simulated season days per wall-clock second")
+    seasons: int = Field(0, ge=0, description="seasons to play (0 = forever)")
+    start_year: int = Field(2026, description="calendar year of the first season")
+    poll_seconds: float = Field(1.0, gt=0, description="interval between polls")
+
+
+def _build(settings: SimulatedSettings, context: FeedContext) -> SimulatedFeed:
+    feed = SimulatedFeed(context.host, settings.parcels, settings.seed, context.shards,
+                         settings.days_per_second, settings.start_year, settings.seasons,
+                         settings.poll_seconds, band_names=context.band_names)
+    context.host.upsert_parcels(feed.parcel_rows())
+    return feed
+
+
+FEED_SPEC = FeedSpec(FEED, SimulatedSettings, _build,
+                     "built-in, offline: fast-forwarded seasons of simulated Sentinel-2 parcels "
+                     "near Rennes (registered on start)")

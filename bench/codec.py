@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from common import print_table
-from eowatch.daemon.messages import ObservationChunk
+from eowatch.contract.messages import ObservationChunk
 
 
 def make_chunk(n: int = 4000, bands: int = 13) -> ObservationChunk:

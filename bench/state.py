@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 
 from common import print_table
-from eowatch.adapters.base import Publisher, chunks_by_shard
+from eowatch.contract.feeds import chunks_by_shard
 from eowatch.daemon.bus.embedded import EmbeddedBus
 from eowatch.daemon.consumer import Consumer, ParcelRegistry, Processor
 from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.publisher import Publisher
 from eowatch.daemon.state import StateTable
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact
@@ -118,8 +119,9 @@ def season_decisions(dtype: str, parcels: int, workdir: Path) -> dict[str, tuple
     from eowatch.settings import load_settings
 
     daemon = Daemon(load_settings(data_dir=workdir / dtype, state_dtype=dtype, shards=32,
-                                  sim_parcels=parcels, sim_seasons=1, sim_days_per_second=1e9,
-                                  api_port=0))
+                                  api_port=0),
+                    feed_settings={"simulated": {"parcels": parcels, "seasons": 1,
+                                                 "days_per_second": 1e9}})
     feed = daemon.adapters[0]
     while not feed.finished:
         feed.poll()

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from common import print_table
-from eowatch.adapters.base import chunks_by_shard
+from eowatch.contract.feeds import chunks_by_shard
+from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import OutMessage
 from eowatch.daemon.bus.kafka import KafkaBus
 from eowatch.daemon.bus.tansu import start_broker
 from eowatch.daemon.consumer import Consumer, ParcelRegistry, Processor
-from eowatch.daemon.messages import ObservationChunk
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact

@@ -1,5 +1,5 @@
-"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import` and `eowatch settings`
-commands."""
+"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import`, `eowatch settings` and
+`eowatch feeds` commands."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
     show.set_defaults(handler=show_settings)
 
+    feeds = commands.add_parser("feeds", help="list the feeds and their settings",
+                                description="List every feed eowatch knows (enable them with "
+                                "EOWATCH_FEEDS) with each of its settings: variable, current "
+                                "value and what it does.")
+    feeds.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
+    feeds.set_defaults(handler=show_feeds)
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config=args.config) if args.config else load_settings()
@@ -56,7 +63,8 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .parcels import area_rows, parcel_rows
+    from eowatch.parcels import area_rows, parcel_rows
+
     from .store.store import Store
 
     settings = _settings(args)
@@ -78,4 +86,20 @@ def show_settings(args: argparse.Namespace) -> int:
     for name, info in Settings.model_fields.items():
         print(f"EOWATCH_{name.upper():<26} = {getattr(settings, name)!s:<40} "
               f"{info.description or ''}")
+    return 0
+
+
+def show_feeds(args: argparse.Namespace) -> int:
+    from eowatch.contract.registry import check_config_keys, feed_specs, load_feed_settings
+
+    settings = _settings(args)
+    check_config_keys(settings.config, set(Settings.model_fields))
+    for name, spec in feed_specs().items():
+        state = "enabled" if name in settings.feeds else "disabled"
+        print(f"{name} ({state}): {spec.summary}")
+        values = load_feed_settings(spec, settings.config)
+        prefix = str(spec.settings.model_config.get("env_prefix", ""))
+        for field, info in spec.settings.model_fields.items():
+            print(f"  {prefix}{field.upper():<{30 - len(prefix)}} = "
+                  f"{getattr(values, field)!s:<40} {info.description or ''}")
     return 0

@@ -24,12 +24,12 @@ import pandas as pd
 import sqlalchemy as sa
 import torch
 
+from eowatch.contract.messages import Decision, MessageError, ObservationChunk, decision_id
 from eowatch.models.artifact import LoadedModel
 from eowatch.seasons import season_of
 
 from .bus.base import Bus, BusConsumer, BusError, Record
 from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
-from .messages import Decision, MessageError, ObservationChunk, decision_id
 from .metrics import Metrics
 from .output import OutputStage
 from .state import StateTable

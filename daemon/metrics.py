@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from eowatch.contract.feeds import FeedMetrics
 
-class Metrics:
-    """Every metric eowatch exports. No per-parcel labels: label values are bounded sets
-    (feeds, classes, reasons)."""
+
+class Metrics(FeedMetrics):
+    """Every metric eowatch exports: the feeds' and the daemon's. No per-parcel labels: label
+    values are bounded sets (feeds, classes, reasons)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.observations = Counter("eowatch_observations_consumed_total",
                                     "Parcel observations fed to the model", ["feed"], registry=r)
@@ -31,28 +33,6 @@ class Metrics:
         self.consumer_lag = Gauge("eowatch_consumer_lag_messages",
                                   "Messages behind the end of the assigned partitions",
                                   registry=r)
-        self.feed_polls = Counter("eowatch_feed_polls_total", "Feed polls", ["feed"], registry=r)
-        self.feed_errors = Counter("eowatch_feed_errors_total", "Feed polls that failed",
-                                   ["feed", "stage"], registry=r)
-        self.feed_last_success = Gauge("eowatch_feed_last_success_timestamp_seconds",
-                                       "Unix time of the feed's last successful poll", ["feed"],
-                                       registry=r)
-        self.feed_chunks = Counter("eowatch_feed_chunks_published_total",
-                                   "Chunks a feed published", ["feed"], registry=r)
-        self.feed_items = Counter("eowatch_feed_items_total",
-                                  "Feed items (scenes) by outcome: published, no_parcels, failed "
-                                  "(retried at the next poll), skipped (after too many failures)",
-                                  ["feed", "outcome"], registry=r)
-        self.feed_parcels = Counter("eowatch_feed_parcel_observations_total",
-                                    "Parcels measured by a feed: observed, or no_valid_pixels",
-                                    ["feed", "outcome"], registry=r)
-        self.feed_item_seconds = Histogram(
-            "eowatch_feed_item_seconds", "Time to read one item and publish it", ["feed"],
-            registry=r, buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-        self.offset_contradictions = Counter(
-            "eowatch_reflectance_offset_contradictions_total",
-            "Items whose data contradict their metadata about the reflectance offset",
-            ["feed"], registry=r)
         self.dead_letters = Counter("eowatch_dead_letters_total",
                                     "Records sent to the dead-letter topic", ["reason"],
                                     registry=r)

@@ -13,8 +13,9 @@ import queue
 import threading
 import time
 
+from eowatch.contract.messages import Decision
+
 from .bus.base import Bus, BusError, OutMessage
-from .messages import Decision
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -8,14 +8,14 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from eowatch.adapters.base import Adapter
+from eowatch.contract.feeds import Feed
 
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
-def poll_job(adapter: Adapter, metrics: Metrics) -> None:
+def poll_job(adapter: Feed, metrics: Metrics) -> None:
     """One poll of one feed; errors never escape into the scheduler."""
     metrics.feed_polls.labels(adapter.name).inc()
     try:
@@ -29,7 +29,7 @@ def poll_job(adapter: Adapter, metrics: Metrics) -> None:
     metrics.feed_last_success.labels(adapter.name).set(time.time())
 
 
-def build_scheduler(adapters: list[Adapter], metrics: Metrics,
+def build_scheduler(adapters: list[Feed], metrics: Metrics,
                     jitter_s: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for adapter in adapters:

@@ -7,15 +7,15 @@ import signal
 import socket
 import threading
 import time
-from datetime import UTC, timedelta
+from collections.abc import Mapping
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import torch
 import uvicorn
 
 from eowatch import __version__
-from eowatch.adapters.base import Adapter, Publisher
+from eowatch.contract.feeds import Feed, FeedContext
+from eowatch.contract.registry import check_config_keys, feed_spec, load_feed_settings
 from eowatch.errors import EowatchError
 from eowatch.models.artifact import ModelMetadata, load_artifact
 from eowatch.settings import Settings
@@ -27,10 +27,8 @@ from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
 from .consumer import Consumer, ParcelRegistry, Processor
 from .metrics import Metrics
+from .publisher import Publisher
 from .store.store import Store
-
-if TYPE_CHECKING:
-    from eowatch.adapters.sentinel2 import Sentinel2Config
 
 log = logging.getLogger(__name__)
 TOPICS = ("observations", "decisions", "alerts", "deadletter")
@@ -87,38 +85,17 @@ def build_bus(settings: Settings, store: Store) -> Bus:
     return EmbeddedBus(store)
 
 
-def build_adapters(settings: Settings, publisher: Publisher, band_names: tuple[str, ...],
-                   metrics: Metrics | None = None) -> list[Adapter]:
-    """The feeds named in EOWATCH_FEEDS, each publishing ``band_names`` (the model's)."""
-    adapters: list[Adapter] = []
-    for feed in settings.feeds:
-        if feed == "simulated":
-            from eowatch.adapters.simulated import SimulatedFeed
-            adapters.append(SimulatedFeed(
-                publisher, settings.sim_parcels, settings.sim_seed, settings.shards,
-                settings.sim_days_per_second, settings.sim_start_year, settings.sim_seasons,
-                settings.sim_poll_seconds, band_names=band_names))
-        elif feed == "sentinel2":
-            from eowatch.adapters.sentinel2 import Sentinel2Feed
-            adapters.append(Sentinel2Feed(publisher, band_names, sentinel2_config(settings),
-                                          settings.s2_poll_seconds, metrics))
-        else:
-            raise EowatchError(f"EOWATCH_FEEDS names unknown feed {feed!r}; known: "
-                               "simulated, sentinel2")
-    return adapters
-
-
-def sentinel2_config(settings: Settings) -> Sentinel2Config:
-    from eowatch.adapters.sentinel2 import Sentinel2Config
-
-    start = settings.s2_start
-    return Sentinel2Config(
-        stac_url=settings.s2_stac_url, collection=settings.s2_collection,
-        scl_valid=settings.s2_scl_valid, max_cloud=settings.s2_max_cloud,
-        start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
-        lookback=timedelta(hours=settings.s2_lookback_hours), page_size=settings.s2_page_size,
-        max_items_per_poll=settings.s2_max_items_per_poll, max_attempts=settings.s2_max_attempts,
-        timeout_seconds=settings.s2_timeout_seconds)
+def build_feeds(settings: Settings, context: FeedContext,
+                overrides: Mapping[str, Mapping[str, object]] | None = None) -> list[Feed]:
+    """The feeds named in EOWATCH_FEEDS, each with its own settings (``overrides``: per feed,
+    arguments that take precedence over its environment and file)."""
+    check_config_keys(settings.config, set(Settings.model_fields))
+    feeds = []
+    for name in settings.feeds:
+        spec = feed_spec(name)
+        feed_settings = load_feed_settings(spec, settings.config, (overrides or {}).get(name))
+        feeds.append(spec.factory(feed_settings, context))
+    return feeds
 
 
 def resolve_season_start(settings: Settings, model: ModelMetadata) -> str:
@@ -134,7 +111,8 @@ def resolve_season_start(settings: Settings, model: ModelMetadata) -> str:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 feed_settings: Mapping[str, Mapping[str, object]] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.stop_event = threading.Event()
@@ -150,14 +128,11 @@ class Daemon:
         if adopted:
             log.info("%d state rows written before state was keyed by model now belong to "
                      "model %s", adopted, self.model.metadata.version)
-        self.adapters = build_adapters(
-            settings, Publisher(self.bus, self.store, self.topics["observations"]),
-            self.model.metadata.band_names, self.metrics)
+        self.adapters = build_feeds(settings, FeedContext(
+            Publisher(self.bus, self.store, self.topics["observations"]),
+            self.model.metadata.band_names, settings.shards, self.metrics), feed_settings)
         for adapter in self.adapters:
             self.model.check_bands(adapter.name, adapter.band_names)
-            register = getattr(adapter, "parcel_rows", None)
-            if register is not None:
-                self.store.upsert_parcels(register())
         self.processor = Processor(
             self.model, ParcelRegistry(self.store), self.metrics, settings.min_valid_fraction,
             resolve_season_start(settings, self.model.metadata),

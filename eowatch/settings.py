@@ -6,7 +6,6 @@ Precedence: constructor arguments > environment > config file (EOWATCH_CONFIG) >
 
 from __future__ import annotations
 
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -68,35 +67,9 @@ class Settings(BaseSettings):
         None, description="season start MM-DD of parcels imported without one (default: the "
         "model's season; 02-29 is 03-01 in other years)")
     feeds: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("simulated",), description="enabled feeds, comma separated")
+        ("simulated",), description="enabled feeds, comma separated; each has settings of its "
+        "own (`eowatch feeds`)")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
-    sim_parcels: int = Field(2000, ge=1, description="parcels of the simulated feed")
-    sim_seed: int = Field(0, description="seed of the simulated feed")
-    sim_days_per_second: float = Field(
-        10.0, gt=0, description="simulated season days per wall-clock second")
-    sim_seasons: int = Field(0, ge=0, description="simulated seasons to play (0 = forever)")
-    sim_start_year: int = Field(2026, description="calendar year of the first simulated season")
-    sim_poll_seconds: float = Field(1.0, gt=0, description="interval of the simulated feed's job")
-    s2_stac_url: str = Field("https://earth-search.aws.element84.com/v1",
-                             description="STAC API of the sentinel2 feed")
-    s2_collection: str = Field("sentinel-2-l2a", description="collection searched by the "
-                               "sentinel2 feed (sentinel-2-l2a or sentinel-2-l1c)")
-    s2_poll_seconds: float = Field(600.0, gt=0, description="interval of the sentinel2 feed")
-    s2_start: datetime | None = Field(
-        None, description="first acquisition time read when the feed has no cursor yet "
-        "(default: 30 days before the first poll)")
-    s2_lookback_hours: float = Field(
-        72.0, ge=0, description="items published late, up to this much older than the newest "
-        "read, are still read")
-    s2_max_cloud: float | None = Field(
-        None, ge=0, le=100, description="skip items with a larger eo:cloud_cover (percent)")
-    s2_scl_valid: Annotated[tuple[int, ...], NoDecode] = Field(
-        (2, 4, 5, 6, 7, 11), description="scene classes counted as clear, comma separated")
-    s2_page_size: int = Field(100, ge=1, le=10000, description="items per STAC search page")
-    s2_max_items_per_poll: int = Field(50, ge=1, description="items read in one poll at most")
-    s2_max_attempts: int = Field(5, ge=1, description="polls that may fail on one item before "
-                                 "it is skipped (and listed in the feed's cursor)")
-    s2_timeout_seconds: float = Field(30.0, gt=0, description="STAC API request timeout")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
     checkpoint_seconds: float = Field(
@@ -110,7 +83,7 @@ class Settings(BaseSettings):
     step_batch: int = Field(2048, ge=1, description="most parcels in one model step")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
 
-    @field_validator("feeds", "s2_scl_valid", mode="before")
+    @field_validator("feeds", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         return comma_list(value) if isinstance(value, str) else value
@@ -132,7 +105,7 @@ class Settings(BaseSettings):
             if not Path(config).is_file():
                 raise SettingsError(f"EOWATCH_CONFIG: {config} not found; give the path of a "
                                     "TOML file or unset the variable")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+            sources.append(_OwnKeys(settings_cls, toml_file=Path(config)))
         return tuple(sources)
 
     @property
@@ -141,6 +114,15 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+
+class _OwnKeys(TomlConfigSettingsSource):
+    """The daemon's keys of the TOML file; the others belong to feeds (their prefixes), which
+    ``eowatch.contract.registry.check_config_keys`` checks."""
+
+    def __call__(self) -> dict[str, object]:
+        fields = self.settings_cls.model_fields
+        return {key: value for key, value in super().__call__().items() if key in fields}
 
 
 def load_settings(**overrides: object) -> Settings:

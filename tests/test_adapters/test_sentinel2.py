@@ -10,7 +10,6 @@ import pytest
 import rasterstats
 import shapely
 
-from eowatch.adapters.base import Publisher
 from eowatch.adapters.reflectance import decide_offset
 from eowatch.adapters.sentinel2 import (
     ItemError,
@@ -23,6 +22,7 @@ from eowatch.adapters.tiles import ParcelSet, home_squares, search_area, tile_sq
 from eowatch.adapters.zonal import MIN_PIXELS
 from eowatch.daemon.bus.embedded import EmbeddedBus
 from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.publisher import Publisher
 from eowatch.daemon.scheduler import poll_job
 from eowatch.daemon.store.store import Store
 from tests.sentinel2_data import (
@@ -320,7 +320,7 @@ def register(store, tile, utm_parcels):
 
 
 def published(bus) -> list:
-    from eowatch.daemon.messages import ObservationChunk
+    from eowatch.contract.messages import ObservationChunk
     consumer = bus.consumer("check", ["t.observations"], 10_000)
     return [ObservationChunk.decode(r.value) for r in consumer.poll(10_000, 0.1)]
 

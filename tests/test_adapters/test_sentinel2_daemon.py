@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import shapely
 
-from eowatch.daemon.messages import shard_of
+from eowatch.contract.messages import shard_of
 from eowatch.daemon.store.store import Store
 from eowatch.daemon.store.tables import DeadLetter
 from eowatch.models.artifact import load_artifact
@@ -87,8 +87,9 @@ def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
     store.close()
     bootstrap = request.getfixturevalue("kafka_bootstrap") if bus == "kafka" else None
     daemon = make_daemon(tmp_path, bus, unique, bootstrap, feeds=("sentinel2",),
-                         s2_stac_url=server.url, s2_start=datetime(2026, 1, 1, tzinfo=UTC),
-                         s2_max_items_per_poll=500)
+                         feed_settings={"sentinel2": {
+                             "stac_url": server.url, "start": datetime(2026, 1, 1, tzinfo=UTC),
+                             "max_items_per_poll": 500}})
     try:
         drain(daemon)
         decisions = {d["parcel_id"]: d for d in daemon.store.list_decisions(limit=100).items}

@@ -11,13 +11,18 @@ from eowatch.settings import load_settings
 
 
 def make_daemon(tmp_path: Path, bus: str, prefix: str, kafka_bootstrap: str | None = None,
-                store_url: str | None = None, **overrides: object) -> Daemon:
+                store_url: str | None = None, feed_settings: dict[str, dict] | None = None,
+                **overrides: object) -> Daemon:
+    """``feed_settings``: settings of each feed (the simulated one: 150 parcels, one season,
+    at once)."""
     settings = load_settings(**{
         "data_dir": tmp_path, "bus": bus, "topic_prefix": prefix,
         "consumer_group": f"{prefix}-group", "kafka_bootstrap": kafka_bootstrap or "127.0.0.1:9",
-        "store_url": store_url, "partitions": 4, "shards": 8, "sim_parcels": 150,
-        "sim_seasons": 1, "sim_days_per_second": 1e6, "api_port": 0, **overrides})
-    return Daemon(settings)
+        "store_url": store_url, "partitions": 4, "shards": 8, "api_port": 0, **overrides})
+    simulated = {"parcels": 150, "seasons": 1, "days_per_second": 1e6}
+    feed_settings = feed_settings or {}
+    return Daemon(settings, feed_settings={
+        **feed_settings, "simulated": {**simulated, **feed_settings.get("simulated", {})}})
 
 
 def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:

@@ -2,10 +2,10 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
+from eowatch.contract.messages import Decision, decision_id
 from eowatch.daemon.api import create_app
 from eowatch.daemon.bus.embedded import EmbeddedBus
 from eowatch.daemon.consumer import decision_row
-from eowatch.daemon.messages import Decision, decision_id
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import ModelMetadata

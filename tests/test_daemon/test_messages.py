@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from eowatch.daemon.messages import (
+from eowatch.contract.messages import (
     Decision,
     MessageError,
     ObservationChunk,

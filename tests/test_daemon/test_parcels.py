@@ -6,8 +6,8 @@ import pytest
 import shapely
 
 from eowatch.cli import main
-from eowatch.daemon.parcels import ImportError_, parcel_rows
 from eowatch.daemon.store.store import Store
+from eowatch.parcels import ImportError_, parcel_rows
 
 
 def write_layer(path, driver, crs="EPSG:2154"):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import OutMessage
-from eowatch.daemon.messages import ObservationChunk
 from eowatch.daemon.state import checkpointed_parcel
 from eowatch.daemon.store.tables import DeadLetter, DecisionRow
 from eowatch.models.metrics import predict
@@ -107,7 +107,7 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
 
 
 def test_state_survives_a_restart(tmp_path, unique):
-    first = make_daemon(tmp_path, "embedded", unique, sim_seasons=1)
+    first = make_daemon(tmp_path, "embedded", unique)
     first.adapters[0].days_per_second = 0.0  # publish nothing beyond the first poll's events
     for _ in range(3):
         first.adapters[0].sim_day += 30
@@ -119,7 +119,7 @@ def test_state_survives_a_restart(tmp_path, unique):
     row_before = first.processor.table.lookup(np.array(["sim-000001"], dtype=object))[0]
     tensor_before = first.processor.table.state[row_before]
     first.shutdown()
-    second = make_daemon(tmp_path, "embedded", unique, sim_seasons=1)
+    second = make_daemon(tmp_path, "embedded", unique)
     second.consumer.run_once()  # the first poll assigns the partition and loads its shards
     table = second.processor.table
     row = table.lookup(np.array(["sim-000001"], dtype=object))[0]

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import Record
 from eowatch.daemon.consumer import BatchOutput, ParcelRegistry, Processor
-from eowatch.daemon.messages import ObservationChunk
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact

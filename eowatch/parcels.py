@@ -19,7 +19,7 @@ import shapely
 from eowatch.errors import EowatchError
 from eowatch.seasons import SeasonStartError, check_season_start
 
-from .messages import shards_of
+from .contract.messages import shards_of
 
 WGS84 = pyproj.CRS.from_epsg(4326)
 

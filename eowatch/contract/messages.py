@@ -49,6 +49,8 @@ class ObservationChunk:
     valid_fraction: [n] float32 share of the parcel's pixels that were usable (0-1).
     A ``season_end`` chunk has no rows: it tells the consumer that ``season`` is over for every
     parcel of the shard, so undecided parcels get their decision at their last step.
+    ``targets`` names what the ids are (``parcels``): the consumer hands the chunk to the state
+    model of that kind. (The Arrow column keeps its name ``parcel_id`` for every kind.)
     """
 
     feed: str
@@ -61,6 +63,7 @@ class ObservationChunk:
     valid_fraction: np.ndarray
     kind: Kind = "observations"
     season: int | None = None
+    targets: str = "parcels"
 
     def __post_init__(self) -> None:
         if self.acquired_at.tzinfo is None:
@@ -85,7 +88,7 @@ class ObservationChunk:
                     "acquisition_id": self.acquisition_id,
                     "acquired_at": self.acquired_at.astimezone(UTC).isoformat(),
                     "band_names": list(self.band_names), "shard": self.shard,
-                    "season": self.season})}))
+                    "season": self.season, "targets": self.targets})}))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
@@ -115,7 +118,8 @@ class ObservationChunk:
                 shard=int(meta["shard"]),
                 parcel_ids=batch.column("parcel_id").to_numpy(zero_copy_only=False),
                 values=values, valid_fraction=batch.column("valid_fraction").to_numpy(),
-                kind=meta.get("kind", "observations"), season=meta.get("season"))
+                kind=meta.get("kind", "observations"), season=meta.get("season"),
+                targets=str(meta.get("targets", "parcels")))
         except (KeyError, ValueError, TypeError, AttributeError, pa.ArrowException) as exc:
             raise MessageError("malformed", f"chunk fields missing or invalid ({exc})") from None
         if width != len(bands):

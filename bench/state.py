@@ -29,10 +29,13 @@ import torch
 from common import print_table
 from eowatch.contract.feeds import chunks_by_shard
 from eowatch.daemon.bus.embedded import EmbeddedBus
-from eowatch.daemon.consumer import Consumer, ParcelRegistry, Processor
+from eowatch.daemon.consuming import Consumer
 from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.processing import Processor
 from eowatch.daemon.publisher import Publisher
+from eowatch.daemon.registry import parcel_registry
 from eowatch.daemon.state import StateTable
+from eowatch.daemon.state_model import CropModel
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact
 from eowatch.settings import DEFAULT_MODEL
@@ -56,7 +59,7 @@ def memory_child(n: int, budget_rows: int, dtype: str) -> dict:
     index.get_indexer(index[:10])  # build the hash table, as lookups do
     shards = np.arange(n, dtype=np.int64) % SHARDS
     registry = rss_bytes() - base
-    table = StateTable(loaded.model.state_shape, len(loaded.metadata.class_names),
+    table = StateTable(CropModel(loaded),
                        dtype=torch.float16 if dtype == "float16" else torch.float32)
     rows = min(n, budget_rows)
     for start in range(0, rows, 1_000_000):
@@ -77,7 +80,7 @@ def recovery(parcels: int, backlog: int, workdir: Path) -> dict:
                               zip(ids[start:start + 200_000], shards[start:start + 200_000],
                                   strict=True)])
     # checkpoints of every shard: a season under way (random states, 20 observations each)
-    table = StateTable(loaded.model.state_shape, len(loaded.metadata.class_names))
+    table = StateTable(CropModel(loaded))
     rows = table.add(ids, shards)
     table.state[:] = torch.rand_like(table.state) * 0.2
     table.season[rows], table.observations[rows] = 2026, 20
@@ -99,10 +102,10 @@ def recovery(parcels: int, backlog: int, workdir: Path) -> dict:
 
     started = time.perf_counter()
     metrics = Metrics()
-    processor = Processor(loaded, ParcelRegistry(store), metrics, 0.5, "01-01",
+    processor = Processor(CropModel(loaded), parcel_registry(store), metrics, 0.5, "01-01",
                           load_states=store.load_states)
     topics = {t: f"recovery.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
-    consumer = Consumer(topics, "recovery-group", bus, store, processor, metrics, SHARDS)
+    consumer = Consumer(topics, "recovery-group", bus, store, [processor], metrics, SHARDS)
     processor.ensure_shards(range(SHARDS))  # what assignment does: load every checkpoint
     loaded_at = time.perf_counter()
     while consumer.run_once(timeout_s=0):
@@ -149,8 +152,7 @@ def main() -> None:
     loaded = load_artifact(DEFAULT_MODEL)
     rows = []
     for dtype in ("float32", "float16"):
-        table = StateTable(loaded.model.state_shape, len(loaded.metadata.class_names),
-                           dtype=getattr(torch, dtype))
+        table = StateTable(CropModel(loaded), dtype=getattr(torch, dtype))
         rows.append([f"state per parcel ({dtype})", f"{table.bytes_per_parcel:,} B"])
         rows.append([f"state + outputs + bookkeeping per parcel ({dtype})",
                      f"{table.bytes_per_row:,} B"])

@@ -26,8 +26,11 @@ from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import OutMessage
 from eowatch.daemon.bus.kafka import KafkaBus
 from eowatch.daemon.bus.tansu import start_broker
-from eowatch.daemon.consumer import Consumer, ParcelRegistry, Processor
+from eowatch.daemon.consuming import Consumer
 from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.processing import Processor
+from eowatch.daemon.registry import parcel_registry
+from eowatch.daemon.state_model import CropModel
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact
 from eowatch.models.datasets.breizhcrops import S2_BANDS
@@ -58,12 +61,12 @@ def make_chunks(shards: int, per_shard: int, acquisitions: int, bands: tuple[str
 def build_consumer(store: Store, bus: KafkaBus, prefix: str, shards: int, step_batch: int,
                    device: str, checkpoint_seconds: float) -> Consumer:
     metrics = Metrics()
-    processor = Processor(load_artifact(DEFAULT_MODEL, device), ParcelRegistry(store), metrics,
-                          0.5, "01-01", device=device, load_states=store.load_states,
-                          step_batch=step_batch)
+    processor = Processor(CropModel(load_artifact(DEFAULT_MODEL, device)),
+                          parcel_registry(store), metrics, 0.5, "01-01", device=device,
+                          load_states=store.load_states, step_batch=step_batch)
     topics = {t: f"{prefix}.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
     bus.ensure_topics(list(topics.values()))
-    return Consumer(topics, f"{prefix}-group", bus, store, processor, metrics, shards,
+    return Consumer(topics, f"{prefix}-group", bus, store, [processor], metrics, shards,
                     checkpoint_seconds=checkpoint_seconds)
 
 

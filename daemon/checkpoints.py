@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Snapshot:
-    rows: list[tuple[str, int, bytes, str | None]]   # packed state rows (Store.save_states)
-    row_ids: list[int]                                # their rows in the state table
+    rows: dict[str, list[tuple[str, int, bytes, str | None]]]  # per model: packed state rows
+    row_ids: dict[str, list[int]]                              # per model: their table rows
     decisions: list[dict[str, Any]]
     dead_letters: list[dict[str, Any]]
     offsets: dict[tuple[str, int], int]
@@ -56,9 +56,8 @@ class FencedError(EowatchError):
 
 
 class CheckpointWriter:
-    def __init__(self, store: Store, group: str, metrics: Metrics, model_sha256: str) -> None:
+    def __init__(self, store: Store, group: str, metrics: Metrics) -> None:
         self.store, self.group, self.metrics = store, group, metrics
-        self.model_sha256 = model_sha256
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
         self._in_flight: Future[Snapshot] | None = None
 
@@ -86,7 +85,8 @@ class CheckpointWriter:
                 stale = self.store.stale_shards(conn, self.group, snapshot.epochs)
                 if stale:
                     raise FencedError(snapshot, stale)
-                self.store.save_states(conn, self.model_sha256, snapshot.rows)
+                for model, rows in snapshot.rows.items():
+                    self.store.save_states(conn, model, rows)
                 self.store.insert_decisions(conn, snapshot.decisions)
                 self.store.insert_dead_letters(conn, snapshot.dead_letters)
                 self.store.save_offsets(conn, self.group, snapshot.offsets)

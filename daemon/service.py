@@ -25,9 +25,12 @@ from .api import create_app
 from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
-from .consumer import Consumer, ParcelRegistry, Processor
+from .consuming import Consumer
 from .metrics import Metrics
+from .processing import Processor
 from .publisher import Publisher
+from .registry import parcel_registry
+from .state_model import CropModel
 from .store.store import Store
 
 log = logging.getLogger(__name__)
@@ -134,14 +137,14 @@ class Daemon:
         for adapter in self.adapters:
             self.model.check_bands(adapter.name, adapter.band_names)
         self.processor = Processor(
-            self.model, ParcelRegistry(self.store), self.metrics, settings.min_valid_fraction,
-            resolve_season_start(settings, self.model.metadata),
-            settings.stop_threshold, self.device,
+            CropModel(self.model, settings.stop_threshold), parcel_registry(self.store),
+            self.metrics, settings.min_valid_fraction,
+            resolve_season_start(settings, self.model.metadata), self.device,
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
             step_batch=settings.step_batch)
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
-                                 self.processor, self.metrics, settings.shards,
+                                 [self.processor], self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
                                  settings.checkpoint_chunks, stop=self.stop_event)
         # what /readyz checks, as metrics: an outage shows on dashboards and in alerts

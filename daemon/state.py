@@ -1,4 +1,4 @@
-"""Per-parcel recurrent state as dense tensors with a parcel -> row index.
+"""Per-target recurrent state as dense tensors with a target -> row index.
 
 One gather, one batched model step and one scatter per micro-batch: no per-parcel Python
 objects. Rows belong to shards; a shard is loaded as a whole (from its checkpoint) and dropped
@@ -16,6 +16,7 @@ import torch
 
 from eowatch.errors import EowatchError
 
+from .state_model import StateModel
 from .store.store import Store
 
 # numpy arrays kept per row, with the value of a fresh row
@@ -27,7 +28,7 @@ COLUMNS: dict[str, tuple[Any, Any]] = {
 
 
 class StateTable:
-    """Rows of [layers, 2, hidden] state plus each parcel's outputs and bookkeeping.
+    """Rows of a state model's state plus each target's outputs and bookkeeping.
 
     Arrays grow by doubling and reuse the rows of dropped shards; ``dirty`` holds the rows
     changed since the last checkpoint.
@@ -43,13 +44,13 @@ class StateTable:
     acquisition: np.ndarray
     ids: np.ndarray
 
-    def __init__(self, state_shape: tuple[int, int, int], n_classes: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 capacity: int = 1024) -> None:
-        self.state_shape, self.n_classes = state_shape, n_classes
+    def __init__(self, model: StateModel, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, capacity: int = 1024) -> None:
+        self.model = model
+        self.state_shape, self.n_outputs = model.state_shape, len(model.output_names)
         self.device, self.dtype = torch.device(device), dtype
-        self.state = torch.zeros((capacity, *state_shape), device=self.device, dtype=dtype)
-        self.log_probs = np.zeros((capacity, n_classes), np.float32)
+        self.state = torch.zeros((capacity, *self.state_shape), device=self.device, dtype=dtype)
+        self.outputs = np.zeros((capacity, self.n_outputs), np.float32)
         for name, (dtype_, fill) in COLUMNS.items():
             setattr(self, name, np.full(capacity, fill, dtype=dtype_))
         self.free = list(range(capacity - 1, -1, -1))  # a stack: low rows first
@@ -71,7 +72,7 @@ class StateTable:
     @property
     def bytes_per_row(self) -> int:
         """Bytes a parcel costs in memory: state, outputs and bookkeeping."""
-        return self.bytes_per_parcel + 4 * self.n_classes + 4 + 4 + 8 + 8 + 8 + 8 + 1 + 16
+        return self.bytes_per_parcel + 4 * self.n_outputs + 4 + 4 + 8 + 8 + 8 + 8 + 1 + 16
 
     def _reindex(self) -> None:
         self.live = np.flatnonzero(self.shard >= 0)
@@ -85,31 +86,31 @@ class StateTable:
         grown = torch.zeros((new, *self.state_shape), device=self.device, dtype=self.dtype)
         grown[:capacity] = self.state
         self.state = grown
-        log_probs = np.zeros((new, self.n_classes), np.float32)
-        log_probs[:capacity] = self.log_probs
-        self.log_probs = log_probs
+        outputs = np.zeros((new, self.n_outputs), np.float32)
+        outputs[:capacity] = self.outputs
+        self.outputs = outputs
         for name, (dtype_, fill) in COLUMNS.items():
             arr = np.full(new, fill, dtype=dtype_)
             arr[:capacity] = getattr(self, name)
             setattr(self, name, arr)
         self.free = list(range(new - 1, capacity - 1, -1)) + self.free
 
-    def lookup(self, parcel_ids: np.ndarray) -> np.ndarray:
-        """Row of each parcel, -1 for parcels without a row."""
+    def lookup(self, target_ids: np.ndarray) -> np.ndarray:
+        """Row of each target, -1 for targets without a row."""
         if len(self.live) == 0:
-            return np.full(len(parcel_ids), -1, np.int64)
-        found = self.index.get_indexer(pd.Index(parcel_ids, dtype=object))
+            return np.full(len(target_ids), -1, np.int64)
+        found = self.index.get_indexer(pd.Index(target_ids, dtype=object))
         return np.where(found >= 0, self.live[np.maximum(found, 0)], -1)
 
-    def add(self, parcel_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
-        """Fresh rows (zero state, no season) for parcels that have none; returns all rows.
+    def add(self, target_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
+        """Fresh rows (zero state, no season) for targets that have none; returns all rows.
 
         Fresh rows are taken in (shard, parcel id) order, the order of the parcels in a
         feed's chunks, so a chunk's rows are usually one block (see ``contiguous``)."""
-        rows = self.lookup(parcel_ids)
+        rows = self.lookup(target_ids)
         new = rows < 0
         if new.any():
-            fresh, first = np.unique(np.asarray(parcel_ids[new], dtype=object),
+            fresh, first = np.unique(np.asarray(target_ids[new], dtype=object),
                                      return_index=True)
             fresh_shards = shards[new][first]
             order = np.argsort(fresh_shards, kind="stable")
@@ -117,8 +118,9 @@ class StateTable:
             taken = np.array([self.free.pop() for _ in range(len(fresh))], dtype=np.int64)
             self.ids[taken] = fresh[order]
             self.shard[taken] = fresh_shards[order]
+            self._initialise(taken)
             self._reindex()
-            rows = self.lookup(parcel_ids)
+            rows = self.lookup(target_ids)
         return rows
 
     def drop_shards(self, shards: Iterable[int]) -> int:
@@ -126,8 +128,7 @@ class StateTable:
         rows = np.flatnonzero(np.isin(self.shard, list(shards)))
         if rows.size == 0:
             return 0
-        self.state[torch.as_tensor(rows, device=self.device)] = 0
-        self.log_probs[rows] = 0
+        self.outputs[rows] = 0
         for name, (_, fill) in COLUMNS.items():
             getattr(self, name)[rows] = fill
         self.dirty.difference_update(rows.tolist())
@@ -135,10 +136,14 @@ class StateTable:
         self._reindex()
         return int(rows.size)
 
+    def _initialise(self, rows: np.ndarray) -> None:
+        self.state[torch.as_tensor(rows, device=self.device)] = self.model.initial_state(
+            len(rows), self.device, self.dtype)
+
     def reset(self, rows: np.ndarray, season: np.ndarray) -> None:
         """Start a new season on these rows."""
-        self.state[torch.as_tensor(rows, device=self.device)] = 0
-        self.log_probs[rows] = 0
+        self._initialise(rows)
+        self.outputs[rows] = 0
         self.p_stop[rows] = 0
         self.day[rows] = 0
         self.season[rows] = season
@@ -147,7 +152,7 @@ class StateTable:
         self.acquisition[rows] = None
         self.dirty.update(rows.tolist())
 
-    def parcel_id(self, row: int) -> str:
+    def target_id(self, row: int) -> str:
         return str(self.ids[row])
 
     def rows_of_shard(self, shard: int) -> np.ndarray:
@@ -158,7 +163,7 @@ class StateTable:
 
     def record_dtype(self) -> np.dtype:
         """The packed layout of one parcel's checkpoint record."""
-        return record_dtype(self.state_shape, self.n_classes, self.state.dtype)
+        return record_dtype(self.state_shape, self.n_outputs, self.state.dtype)
 
     def checkpoint_rows(self, rows: Iterable[int]) -> list[tuple[str, int, bytes, str | None]]:
         """(parcel id, shard, packed record, acquisition id) of these rows, for the store.
@@ -171,7 +176,7 @@ class StateTable:
             return []
         packed = np.empty(rows.size, self.record_dtype())
         packed["state"] = self.state[torch.as_tensor(rows, device=self.device)].cpu().numpy()
-        packed["log_probs"] = self.log_probs[rows]
+        packed["log_probs"] = self.outputs[rows]
         for name in PACKED_COLUMNS:
             packed[name] = getattr(self, name)[rows]
         blobs = packed.view(f"V{packed.dtype.itemsize}").tolist()
@@ -195,7 +200,7 @@ class StateTable:
         rows = self.add(np.array(ids, dtype=object), np.array(shards, np.int64))
         self.state[torch.as_tensor(rows, device=self.device)] = torch.as_tensor(
             packed["state"].copy(), device=self.device)
-        self.log_probs[rows] = packed["log_probs"]
+        self.outputs[rows] = packed["log_probs"]
         for name in PACKED_COLUMNS:
             getattr(self, name)[rows] = packed[name]
         self.acquisition[rows] = np.array(acquisitions, dtype=object)

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 from eowatch.contract.messages import Decision, decision_id
 from eowatch.daemon.api import create_app
 from eowatch.daemon.bus.embedded import EmbeddedBus
-from eowatch.daemon.consumer import decision_row
+from eowatch.daemon.consuming import decision_row
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import ModelMetadata

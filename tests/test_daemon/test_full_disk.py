@@ -41,11 +41,13 @@ def fill(disk: Path) -> Path:
 def test_a_full_disk_stalls_outputs_without_losing_them(small_disk, unique):
     d = make_daemon(small_disk, "embedded", unique)
     try:
+        assert d.consumer.run_once(timeout_s=0.2) == []  # running (shards claimed), nothing read
         feed = d.adapters[0]
         feed.days_per_second = 0.0
         feed.sim_day += 150  # most of the season: most parcels decide
         feed.poll()
-        d.consumer.run_once(timeout_s=0.2)  # running (shards claimed) when the disk fills
+        with d.store.engine.connect() as conn:  # no write-ahead log left to reuse: every
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # write needs new space
         filler = fill(small_disk)
         while d.consumer.run_once(timeout_s=0.2):  # decisions are made, the bus refuses them
             pass

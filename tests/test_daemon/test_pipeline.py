@@ -90,12 +90,15 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
         OutMessage(b"1", good_chunk(daemon, same_shard, nan_values).encode(), shard),
         OutMessage(b"1", good_chunk(daemon, same_shard, np.zeros((3, 4), np.float32),
                                     bands=("B02", "B03", "B04", "B08")).encode(), shard),
+        # targets no state model of this daemon reads (grid cells of flood areas)
+        OutMessage(b"1", replace(good_chunk(daemon, same_shard), targets="cells").encode(),
+                   shard),
     ]
     daemon.bus.publish(daemon.topics["observations"], bad)
     drain(daemon)
     counts = daemon.store.dead_letter_counts()
     assert counts == {"undecodable": 1, "unknown_parcel": 1, "nan_values": 1,
-                      "band_mismatch": 1}
+                      "band_mismatch": 1, "unknown_targets": 1}
     for reason in counts:
         assert daemon.metrics.registry.get_sample_value(
             "eowatch_dead_letters_total", {"reason": reason}) == 1

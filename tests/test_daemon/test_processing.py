@@ -9,8 +9,11 @@ import pytest
 
 from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import Record
-from eowatch.daemon.consumer import BatchOutput, ParcelRegistry, Processor
 from eowatch.daemon.metrics import Metrics
+from eowatch.daemon.outcomes import BatchOutput, decode
+from eowatch.daemon.processing import Processor
+from eowatch.daemon.registry import parcel_registry
+from eowatch.daemon.state_model import CropModel
 from eowatch.daemon.store.store import Store
 from eowatch.models.artifact import load_artifact
 from eowatch.settings import DEFAULT_MODEL
@@ -24,13 +27,13 @@ def processor(tmp_path) -> Processor:
     store.upsert_parcels([{"id": "a", "shard": 0}, {"id": "b", "shard": 0},
                           {"id": "c", "shard": 1}, {"id": "bad-start", "shard": 1,
                                                     "season_start": "13-01"}])
-    return Processor(load_artifact(DEFAULT_MODEL), ParcelRegistry(store), Metrics(), 0.5,
-                     "01-01")
+    return Processor(CropModel(load_artifact(DEFAULT_MODEL)), parcel_registry(store), Metrics(),
+                     0.5, "01-01")
 
 
 def chunk(processor: Processor, ids: list[str], when: datetime, shard: int = 0,
           value: float = 0.2) -> ObservationChunk:
-    bands = processor.meta.band_names
+    bands = processor.model.band_names
     return ObservationChunk(
         feed="test", acquisition_id=f"T{when:%Y%m%d}", acquired_at=when, band_names=bands,
         shard=shard, parcel_ids=np.array(ids, dtype=object),
@@ -42,7 +45,7 @@ def run(processor: Processor, *chunks: ObservationChunk) -> BatchOutput:
     out = BatchOutput()
     records = [Record("obs", 0, i, str(c.shard).encode(), c.encode())
                for i, c in enumerate(chunks)]
-    processor.process(records, out)
+    processor.process(decode(records, out), out)
     return out
 
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from eowatch.contract.messages import Decision, decision_id
-from eowatch.daemon.consumer import decision_row
+from eowatch.daemon.consuming import decision_row
 from eowatch.daemon.store.store import Store
 from eowatch.daemon.store.tables import DecisionRow, Parcel
 

@@ -1,0 +1,284 @@
+"""Applying observation chunks to the state of one state model: validate -> season -> step
+-> decide. Pure with respect to the bus and the store (consuming.py does the I/O).
+
+Stages, named the same in logs, metric labels and dead-letter reasons:
+decode -> validate -> season -> step -> decide -> checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eowatch.contract.messages import ObservationChunk
+from eowatch.seasons import season_of
+
+from .bus.base import Record
+from .metrics import Metrics
+from .outcomes import BatchOutput, dead_letter, summary
+from .registry import TargetRegistry
+from .rows import Rows, contiguous
+from .state import StateTable
+from .state_model import Decided, StateModel
+
+log = logging.getLogger(__name__)
+LOAD_SHARDS_AT_ONCE = 8
+
+
+class Processor:
+    """Applies chunks to the state table; pure with respect to the bus and the store."""
+
+    def __init__(self, model: StateModel, registry: TargetRegistry, metrics: Metrics,
+                 min_valid_fraction: float, season_start: str,
+                 device: str = "cpu", state_dtype: torch.dtype = torch.float32,
+                 load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
+                 | None = None,
+                 budget_bytes: int | None = None, step_batch: int = 2048) -> None:
+        self.model, self.registry, self.metrics = model, registry, metrics
+        self.min_valid_fraction = min_valid_fraction
+        self.default_season_start = season_start  # of targets registered without one
+        self.device = torch.device(device)
+        self.table = StateTable(model, self.device, state_dtype)
+        self.load_states = load_states or (lambda model, shards: [])
+        self.step_batch = step_batch
+        self.budget_rows = None if budget_bytes is None else budget_bytes // \
+            self.table.bytes_per_row
+        self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
+
+    def ensure_shards(self, shards: Iterable[int]) -> None:
+        """Load shards from their checkpoints, with a row for every registered parcel."""
+        now = time.monotonic()
+        missing = [int(s) for s in shards if int(s) not in self.loaded]
+        for s in shards:
+            self.loaded[int(s)] = now
+        if not missing:
+            return
+        started = time.perf_counter()
+        mask = np.isin(self.registry.shards, missing)
+        self.table.add(np.asarray(self.registry.index[mask], dtype=object),
+                       self.registry.shards[mask])
+        # a few shards at a time: a million records in one piece cost more in fresh memory
+        # (page faults) than in reading them
+        for start in range(0, len(missing), LOAD_SHARDS_AT_ONCE):
+            self.table.restore(self.load_states(self.model.key,
+                                                missing[start:start + LOAD_SHARDS_AT_ONCE]))
+        self.metrics.shard_loads.inc(len(missing))
+        self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
+        self.metrics.parcels_tracked.set(len(self.table))
+
+    def drop_shards(self, shards: Iterable[int]) -> None:
+        shards = [s for s in shards if s in self.loaded]
+        for s in shards:
+            del self.loaded[s]
+        self.table.drop_shards(shards)
+        self.metrics.parcels_tracked.set(len(self.table))
+
+    def over_budget(self) -> list[int]:
+        """Least recently used clean shards to page out so the table fits the budget."""
+        if self.budget_rows is None or len(self.table) <= self.budget_rows:
+            return []
+        dirty = self.table.dirty_shards()
+        sizes = np.bincount(self.table.shard[self.table.live])
+        excess, victims = len(self.table) - int(self.budget_rows * 0.9), []
+        for shard in sorted(self.loaded, key=self.loaded.__getitem__):
+            if excess <= 0:
+                break
+            if shard not in dirty:
+                victims.append(shard)
+                excess -= int(sizes[shard]) if shard < len(sizes) else 0
+        return victims
+
+    def process(self, items: list[tuple[Record, ObservationChunk]], out: BatchOutput) -> None:
+        """Apply decoded chunks in their order. The k-th chunk of every shard forms wave k: a
+        target lies in one shard, so it appears at most once per wave and its steps keep their
+        order."""
+        waves: list[list[tuple[Record, ObservationChunk]]] = []
+        seen: Tally[int] = Tally()
+        for record, chunk in items:
+            if chunk.kind == "observations" and chunk.band_names != self.model.band_names:
+                dead_letter(out, record, "band_mismatch",
+                            f"chunk bands {list(chunk.band_names)} differ from the model's "
+                            f"{list(self.model.band_names)}")
+                continue
+            k = seen[chunk.shard]
+            seen[chunk.shard] += 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append((record, chunk))
+        for wave in waves:
+            self.apply_guarded(wave, out)
+
+    def apply_guarded(self, wave: list[tuple[Record, ObservationChunk]], out: BatchOutput
+                      ) -> None:
+        """Apply a wave; should it raise, apply its chunks one at a time and dead-letter each
+        chunk that raises alone. An exception must not stop the consumer: the offset would
+        never pass the chunk, and every restart would meet it again.
+
+        A retry steps nothing twice: a parcel's bookkeeping moves with each step slice, so a
+        chunk already applied reads as a duplicate."""
+        decisions, dead_letters = len(out.decisions), len(out.dead_letters)
+        try:
+            self.apply_wave(wave, out)
+            return
+        except Exception as exc:
+            del out.decisions[decisions:], out.dead_letters[dead_letters:]
+            if len(wave) == 1:
+                record, chunk = wave[0]
+                dead_letter(out, record, "processing_error",
+                                 f"{chunk.acquisition_id} (shard {chunk.shard}): {summary(exc)}")
+                log.debug("processing error", exc_info=True)
+                return
+            log.warning("a wave of %d chunks failed (%s); applying them one at a time",
+                        len(wave), summary(exc))
+        for item in wave:
+            self.apply_guarded([item], out)
+
+    def validate(self, chunk: ObservationChunk, record: Record, positions: np.ndarray,
+                 out: BatchOutput) -> np.ndarray:
+        """Mask of rows to use; unknown parcels, NaN values and wrong shards are dead-lettered.
+
+        ``positions``: registry position of each of the chunk's parcels (-1: unknown).
+        """
+        checks = (
+            ("unknown_parcel", positions < 0, "parcel ids not registered"),
+            ("nan_values", ~np.isfinite(chunk.values).all(axis=1), "non-finite band values"),
+            ("wrong_shard", (positions >= 0) & (self.registry.shards[positions] != chunk.shard),
+             f"parcels that do not belong to shard {chunk.shard}"),
+        )
+        keep = np.ones(len(chunk.parcel_ids), bool)
+        for reason, bad, what in checks:
+            bad = bad & keep
+            if bad.any():
+                ids = chunk.parcel_ids[bad]
+                listed = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+                dead_letter(out, record, reason,
+                                 f"{bad.sum()} {what} in {chunk.acquisition_id}: {listed}",
+                                 with_payload=False)
+                keep &= ~bad
+        return keep
+
+    def seasons(self, chunk: ObservationChunk, positions: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Season label and day of season of this acquisition for each parcel."""
+        starts = self.registry.season_starts[positions]
+        season = np.empty(len(positions), np.int64)
+        day = np.empty(len(positions), np.float32)
+        for start in pd.unique(starts):  # a handful of distinct season starts, not parcels
+            mask = starts == start
+            season[mask], day[mask] = season_of(chunk.acquired_at,
+                                                start or self.default_season_start)
+        return season, day
+
+    def apply_wave(self, wave: list[tuple[Record, ObservationChunk]], out: BatchOutput) -> None:
+        """One gather, one model step and one scatter for every observation of the wave."""
+        observed = [(r, c) for r, c in wave if c.kind == "observations"]
+        parts = []
+        if observed:
+            ids = np.concatenate([c.parcel_ids for _, c in observed])
+            bounds = np.cumsum([len(c.parcel_ids) for _, c in observed])[:-1]
+            for (record, chunk), positions in zip(observed, np.split(self.registry.lookup(ids),
+                                                                     bounds), strict=True):
+                self.metrics.chunks.labels(chunk.feed).inc()
+                keep = self.validate(chunk, record, positions, out)
+                if keep.any():
+                    season, day = self.seasons(chunk, positions[keep])
+                    parts.append(Rows.of(chunk, keep, self.registry.shards[positions[keep]],
+                                         season, day))
+        if parts:
+            self.apply(Rows.concat(parts), out)
+        for _, chunk in wave:
+            if chunk.kind == "season_end":
+                self.close_season(chunk, out)
+
+    def apply(self, rows_in: Rows, out: BatchOutput) -> None:
+        t = self.table
+        cloudy = rows_in.valid_fraction < self.min_valid_fraction
+        self.metrics.observations_skipped.labels("cloudy").inc(int(cloudy.sum()))
+        self.ensure_shards(np.unique(rows_in.shards))
+        rows = t.add(rows_in.target_ids, rows_in.shards)
+        # a parcel's first observation of a later season closes the previous one, cloudy or not
+        newer = rows_in.season > t.season[rows]
+        if newer.any():
+            closing = newer & (t.season[rows] >= 0)  # never-stepped rows have nothing to close
+            self.force_decisions(rows[closing], rows_in.feed[closing], out)
+            t.reset(rows[newer], rows_in.season[newer])
+        use = ~cloudy
+        # the same acquisition again (a producer retry) is a duplicate; an older one of this
+        # season (published late) or of a closed season is late: the state has moved past it
+        duplicate = use & (t.last_time[rows] == rows_in.time)
+        late = use & ~duplicate & ((rows_in.season < t.season[rows])
+                                   | (t.last_time[rows] > rows_in.time))
+        self.metrics.observations_skipped.labels("late").inc(int(late.sum()))
+        self.metrics.observations_skipped.labels("duplicate").inc(int(duplicate.sum()))
+        use &= ~late & ~duplicate
+        if not use.any():
+            return
+        rows, batch = rows[use], rows_in.subset(use)
+        self.step(rows, batch)
+        for feed in pd.unique(batch.feed):
+            self.metrics.observations.labels(feed).inc(int((batch.feed == feed).sum()))
+        fire = self.model.fires(t.p_stop[rows]) & ~t.decided[rows]
+        if fire.any():
+            self.decide(rows[fire], batch.feed[fire], forced=False, out=out)
+
+    @torch.inference_mode()
+    def step(self, rows: np.ndarray, batch: Rows) -> None:
+        """Gather, step and scatter, in slices of at most ``step_batch`` parcels (a wave's
+        parcels are distinct, so slices are independent; large batches lose cache locality).
+        Slices follow the table's row order: reads and writes go forward through memory, and
+        a run of consecutive rows (a shard's chunk with no cloudy parcel) needs no index."""
+        t = self.table
+        order = np.argsort(rows, kind="stable")
+        rows, batch = rows[order], batch.subset(order)
+        values = torch.as_tensor(batch.values, device=self.device)
+        days = torch.as_tensor(batch.day, device=self.device)
+        for start in range(0, len(rows), self.step_batch):
+            part = slice(start, start + self.step_batch)
+            at = rows[part]
+            block = contiguous(at)
+            index = block if block is not None else torch.as_tensor(at, device=self.device)
+            started = time.perf_counter()
+            state, outputs, p_stop = self.model.step(t.state[index], values[part], days[part])
+            t.state[index] = state
+            self.metrics.step_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_parcels.observe(len(at))
+            # bookkeeping moves with the state, slice by slice: a retried wave finds the
+            # stepped parcels' last acquisition time and skips them as duplicates
+            t.outputs[at] = outputs.cpu().numpy()
+            t.p_stop[at] = p_stop.cpu().numpy()
+            t.day[at] = batch.day[part]
+            t.observations[at] += 1
+            t.last_time[at] = batch.time[part]
+            t.acquisition[at] = batch.acquisition[part]
+            t.dirty.update(at.tolist())
+
+    def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:
+        t = self.table
+        decisions = self.model.decide(Decided(
+            [t.target_id(r) for r in rows.tolist()], t.shard[rows].tolist(),
+            t.season[rows].tolist(), t.day[rows].tolist(), t.outputs[rows], t.p_stop[rows],
+            t.observations[rows].tolist(), t.last_time[rows].tolist(),
+            [a or "" for a in t.acquisition[rows].tolist()], feeds.tolist(), forced))
+        out.decisions += decisions
+        for (feed, label), n in Tally((d.feed, d.crop) for d in decisions).items():
+            self.metrics.decisions.labels(feed, label, str(forced).lower()).inc(n)
+        t.decided[rows] = True
+        t.dirty.update(rows.tolist())
+
+    def force_decisions(self, rows: np.ndarray, feeds: np.ndarray, out: BatchOutput) -> None:
+        """Season over: undecided parcels with an observation decide at their last step."""
+        pending = ~self.table.decided[rows] & (self.table.observations[rows] > 0)
+        if pending.any():
+            self.decide(rows[pending], feeds[pending], forced=True, out=out)
+
+    def close_season(self, chunk: ObservationChunk, out: BatchOutput) -> None:
+        self.ensure_shards([chunk.shard])
+        rows = self.table.rows_of_shard(chunk.shard)
+        rows = rows[self.table.season[rows] == chunk.season]
+        self.force_decisions(rows, np.full(len(rows), chunk.feed, dtype=object), out)

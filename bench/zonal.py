@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eowatch.adapters.sentinel2 import read_item  # noqa: E402
 from eowatch.adapters.tiles import ParcelSet  # noqa: E402
 from eowatch.adapters.zonal import MIN_PIXELS  # noqa: E402
-from tests.sentinel2_data import (  # noqa: E402
+from tests.data.sentinel2 import (  # noqa: E402
     BAND_RESOLUTION,
     T30UWU,
     Scene,

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from .state_model import Decided, StateModel
 
 log = logging.getLogger(__name__)
 LOAD_SHARDS_AT_ONCE = 8
+# the launch of the first Earth-observation satellite (Landsat 1): an earlier acquisition time
+# is a producer's error, and would make every later observation of its targets look late
+EARLIEST = datetime(1972, 7, 23, tzinfo=UTC)
 
 
 class Processor:
@@ -101,10 +105,9 @@ class Processor:
         waves: list[list[tuple[Record, ObservationChunk]]] = []
         seen: Tally[int] = Tally()
         for record, chunk in items:
-            if chunk.kind == "observations" and chunk.band_names != self.model.band_names:
-                dead_letter(out, record, "band_mismatch",
-                            f"chunk bands {list(chunk.band_names)} differ from the model's "
-                            f"{list(self.model.band_names)}")
+            refused = self.refusal(chunk)
+            if refused is not None:
+                dead_letter(out, record, *refused)
                 continue
             k = seen[chunk.shard]
             seen[chunk.shard] += 1
@@ -139,15 +142,31 @@ class Processor:
         for item in wave:
             self.apply_guarded([item], out)
 
+    def refusal(self, chunk: ObservationChunk) -> tuple[str, str] | None:
+        """(reason, detail) when the chunk as a whole cannot be used."""
+        if chunk.kind == "observations" and chunk.band_names != self.model.band_names:
+            return ("band_mismatch", f"chunk bands {list(chunk.band_names)} differ from the "
+                    f"model's {list(self.model.band_names)}")
+        if chunk.acquired_at < EARLIEST:
+            return ("time_out_of_range", f"{chunk.acquisition_id} acquired "
+                    f"{chunk.acquired_at.isoformat()}, before any Earth-observation satellite")
+        if len(pd.unique(chunk.parcel_ids)) != len(chunk.parcel_ids):
+            return ("duplicate_ids", f"{chunk.acquisition_id} lists a target more than once "
+                    f"({len(chunk.parcel_ids)} rows)")
+        return None
+
     def validate(self, chunk: ObservationChunk, record: Record, positions: np.ndarray,
                  out: BatchOutput) -> np.ndarray:
-        """Mask of rows to use; unknown parcels, NaN values and wrong shards are dead-lettered.
+        """Mask of rows to use; unknown targets, non-finite values, valid fractions outside 0-1
+        and targets of other shards are dead-lettered.
 
         ``positions``: registry position of each of the chunk's parcels (-1: unknown).
         """
         checks = (
             ("unknown_parcel", positions < 0, "parcel ids not registered"),
             ("nan_values", ~np.isfinite(chunk.values).all(axis=1), "non-finite band values"),
+            ("bad_valid_fraction", ~((chunk.valid_fraction >= 0) & (chunk.valid_fraction <= 1)),
+             "valid fractions outside 0-1"),
             ("wrong_shard", (positions >= 0) & (self.registry.shards[positions] != chunk.shard),
              f"parcels that do not belong to shard {chunk.shard}"),
         )
@@ -158,8 +177,8 @@ class Processor:
                 ids = chunk.parcel_ids[bad]
                 listed = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
                 dead_letter(out, record, reason,
-                                 f"{bad.sum()} {what} in {chunk.acquisition_id}: {listed}",
-                                 with_payload=False)
+                            f"{bad.sum()} {what} in {chunk.acquisition_id}: {listed}",
+                            with_payload=False)
                 keep &= ~bad
         return keep
 

@@ -102,8 +102,10 @@ class ObservationChunk:
             batch = reader.read_next_batch()
             meta = json.loads(reader.schema.metadata[b"eowatch"])
         except (pa.ArrowInvalid, OSError, KeyError, StopIteration, TypeError,
-                json.JSONDecodeError) as exc:
+                ValueError) as exc:  # ValueError: the metadata's JSON or its UTF-8
             raise MessageError("undecodable", f"not an eowatch Arrow chunk ({exc})") from None
+        if not isinstance(meta, dict):
+            raise MessageError("undecodable", "the eowatch schema metadata is not an object")
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise MessageError("schema_version", f"chunk schema version "
                                f"{meta.get('schema_version')}, this daemon reads {SCHEMA_VERSION}")

@@ -25,7 +25,7 @@ from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.publisher import Publisher
 from eowatch.daemon.scheduler import poll_job
 from eowatch.daemon.store.store import Store
-from tests.sentinel2_data import (
+from tests.data.sentinel2 import (
     BAND_RESOLUTION,
     CROP,
     T30UWU,

@@ -23,7 +23,7 @@ from eowatch.models.datasets.breizhcrops import S2_BANDS
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
 from eowatch.settings import DEFAULT_MODEL
-from tests.sentinel2_data import BAND_RESOLUTION, T30UWU, Scene, StacServer, aligned_window
+from tests.data.sentinel2 import BAND_RESOLUTION, T30UWU, Scene, StacServer, aligned_window
 from tests.test_daemon.pipeline import drain, make_daemon
 
 from .test_sentinel2 import grid_parcels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -103,3 +104,16 @@ def test_a_failing_model_step_dead_letters_its_chunk_and_steps_nothing_twice(pro
     assert "RuntimeError: injected fault" in out.dead_letters[0]["detail"]
     assert observations(processor, "a") == observations(processor, "b") == 1
     assert observations(processor, "c") == 0
+
+
+def test_chunks_that_cannot_be_right_are_dead_lettered_whole_or_by_row(processor):
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    repeated = chunk(processor, ["a", "b", "a"], when)
+    ancient = chunk(processor, ["a"], datetime(1971, 3, 1, tzinfo=UTC))
+    fractions = replace(chunk(processor, ["a", "b"], when),
+                        valid_fraction=np.array([1.5, np.nan], np.float32))
+    out = run(processor, repeated, ancient, fractions)
+    assert [(d["offset"], d["reason"]) for d in out.dead_letters] == [
+        (0, "duplicate_ids"), (1, "time_out_of_range"), (2, "bad_valid_fraction")]
+    assert "2 valid fractions outside 0-1" in out.dead_letters[2]["detail"]
+    assert observations(processor, "a") == observations(processor, "b") == 0

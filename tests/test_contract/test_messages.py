@@ -1,7 +1,10 @@
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eowatch.contract.messages import (
     Decision,
@@ -84,3 +87,28 @@ def test_decision_ids_are_deterministic_and_json_is_valid():
     import json
     body = json.loads(d.encode())
     assert body["class"] == "maize" and body["acquired_at"] == "2026-06-30T00:00:00+00:00"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.data())
+def test_any_damage_to_a_chunk_decodes_or_raises_a_message_error(data):
+    """Truncated or altered bytes never raise anything but MessageError (which the consumer
+    dead-letters with its reason)."""
+    payload = bytearray(chunk(n=data.draw(st.integers(0, 6))).encode())
+    if data.draw(st.booleans()):
+        payload = payload[:data.draw(st.integers(0, len(payload)))]
+    for _ in range(data.draw(st.integers(0, 6))):
+        if payload:
+            payload[data.draw(st.integers(0, len(payload) - 1))] ^= data.draw(st.integers(1, 255))
+    try:
+        decoded = ObservationChunk.decode(bytes(payload))
+    except MessageError as exc:
+        assert exc.reason in ("undecodable", "schema_version", "malformed", "band_count")
+    else:
+        assert decoded.values.shape == (len(decoded.parcel_ids), len(decoded.band_names))
+
+
+def test_observations_name_their_targets():
+    assert ObservationChunk.decode(chunk().encode()).targets == "parcels"
+    cells = replace(chunk(), targets="cells")
+    assert ObservationChunk.decode(cells.encode()).targets == "cells"

@@ -1,0 +1,1 @@
+"""Test kits of the feeds: generators of their real formats and local servers."""

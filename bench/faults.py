@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -64,10 +65,12 @@ def decisions_in(store_url: str) -> tuple[Decisions, int]:
 
 def compare(expected: Decisions, store_url: str) -> dict[str, int]:
     got, duplicated = decisions_in(store_url)
+    differing = sorted(p for p in set(expected) & set(got) if expected[p] != got[p])
+    for parcel in differing[:3]:  # on stderr, to see how they differ
+        print(f"  {parcel}: expected {expected[parcel]}, got {got[parcel]}", file=sys.stderr)
     return {"expected": len(expected), "got": len(got),
             "lost": len(set(expected) - set(got)), "duplicated": duplicated,
-            "differing": sum(1 for p in set(expected) & set(got) if expected[p] != got[p]),
-            "unexpected": len(set(got) - set(expected))}
+            "differing": len(differing), "unexpected": len(set(got) - set(expected))}
 
 
 class Daemon:
@@ -140,7 +143,8 @@ def run_to_end(daemon: Daemon, parcels: int, timeout_s: float = 600) -> None:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     name = f"eowatch_faults_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: the outage row restarts PostgreSQL under this engine's pooled connection
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
@@ -204,6 +208,7 @@ def row_outage(args: argparse.Namespace, workdir: Path, expected: Decisions) -> 
     """PostgreSQL restarted, then the broker down for a minute, while the season plays."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request otherwise
     path = workdir / "outage"
     path.mkdir()
     s3_port = free_port()
@@ -228,31 +233,46 @@ def row_outage(args: argparse.Namespace, workdir: Path, expected: Decisions) -> 
                 EOWATCH_KAFKA_BOOTSTRAP=f"127.0.0.1:{broker_port}", EOWATCH_STORE_URL=url))
             daemon.start()
             daemon.wait_until(lambda: daemon.decided() > 0, 300)
-            subprocess.run(["pg_ctlcluster", args.pg_cluster.split("/")[0],
-                            args.pg_cluster.split("/")[1], "restart"], check=True)
-            pg_recovery = daemon.wait_until(lambda: daemon.get("/readyz")[0] == 200, 300)
-            before = daemon.decided()
+            cluster = args.pg_cluster.split("/")
+            subprocess.run(["pg_ctlcluster", *cluster, "stop"], check=True)
+            pg_down = sample_readiness(daemon, args.outage_seconds / 6)
+            subprocess.run(["pg_ctlcluster", *cluster, "start"], check=True)
+            pg_ready, pg_progress = recovery(daemon)
             process.send_signal(signal.SIGKILL)
             process.wait()
-            not_ready = daemon.wait_until(lambda: daemon.get("/readyz")[0] == 503, 60)
-            samples = []
-            deadline = time.monotonic() + args.outage_seconds - not_ready
-            while time.monotonic() < deadline:
-                samples.append(daemon.get("/readyz")[0])
-                time.sleep(1)
+            broker_down = sample_readiness(daemon, args.outage_seconds)
             process = broker()
-            broker_recovery = daemon.wait_until(lambda: daemon.get("/readyz")[0] == 200, 300)
+            broker_ready, broker_progress = recovery(daemon)
             caught_up = daemon.wait_until(lambda: daemon.decided() >= args.parcels, 600)
             daemon.stop()
-            return {**compare(expected, url), "decided before": before,
-                    "503 during outage": f"{samples.count(503)}/{len(samples)}",
-                    "pg recovery s": round(pg_recovery, 1),
-                    "broker recovery s": round(broker_recovery, 1),
+            return {**compare(expected, url),
+                    "503 while PostgreSQL down": pg_down,
+                    "then ready s": pg_ready, "next decision s": pg_progress,
+                    "503 while broker down": broker_down,
+                    "then ready s ": broker_ready, "next decision s ": broker_progress,
                     "then to season end s": round(caught_up, 1)}
     finally:
         process.terminate()
         process.wait()
         s3.stop()
+
+
+def sample_readiness(daemon: Daemon, seconds: float) -> str:
+    """/readyz once a second for ``seconds``: how many answers were 503."""
+    answers = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answers.append(daemon.get("/readyz")[0])
+        time.sleep(1)
+    return f"{answers.count(503)}/{len(answers)}"
+
+
+def recovery(daemon: Daemon) -> tuple[float, float]:
+    """Seconds until /readyz answers 200 again, and until the next decision is stored."""
+    started, before = time.monotonic(), daemon.decided()
+    ready = daemon.wait_until(lambda: daemon.get("/readyz")[0] == 200, 300)
+    daemon.wait_until(lambda: daemon.decided() > before, 300)
+    return round(ready, 1), round(time.monotonic() - started, 1)
 
 
 def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Decisions) -> dict:
@@ -262,6 +282,7 @@ def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Decisions) -> di
     from eowatch.daemon.service import Daemon as InProcess
     from eowatch.settings import load_settings
 
+    logging.getLogger("eowatch").setLevel(logging.ERROR)  # a warning per dead letter otherwise
     path = workdir / "fuzz"
     path.mkdir()
     daemon = InProcess(load_settings(data_dir=path, shards=32, partitions=4, api_port=0),

@@ -85,11 +85,18 @@ class EarlyClassifier(nn.Module):
         return torch.nan_to_num(torch.cat((z, t), dim=-1), nan=0.0)
 
     def heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """LSTM output [..., hidden] -> (log_probs [..., classes], p_stop [...])."""
+        """LSTM output [..., hidden] -> (log_probs [..., classes], p_stop [...]).
+
+        Both heads as one product summed over the hidden units, not as matrix products: a
+        row's result is then bit-for-bit the same in any batch (BLAS picks kernels by batch
+        size, which moves the last bits), so a parcel's decision does not depend on which
+        parcels were stepped beside it, or on a replay after a crash batching them otherwise.
+        """
         hidden = self.head_dropout(hidden)
-        log_probs = torch.log_softmax(self.class_head(hidden), dim=-1)
-        p_stop = torch.sigmoid(self.stop_head(hidden)).squeeze(-1)
-        return log_probs, p_stop
+        weight = torch.cat((self.class_head.weight, self.stop_head.weight))
+        bias = torch.cat((self.class_head.bias, self.stop_head.bias))
+        logits = (hidden.unsqueeze(-2) * weight).sum(-1) + bias
+        return torch.log_softmax(logits[..., :-1], dim=-1), torch.sigmoid(logits[..., -1])
 
     def forward(self, x: Tensor, days: Tensor) -> tuple[Tensor, Tensor]:
         """Whole sequences.

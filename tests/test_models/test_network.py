@@ -71,3 +71,19 @@ def test_fp16_state_is_accepted_and_returned():
     with torch.no_grad():
         new_state, lp, ps = model.step(state, torch.rand(4, 13), torch.full((4,), 30.0))
     assert new_state.dtype == torch.float16 and lp.dtype == torch.float32
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 33, 64, 129, 500])
+def test_a_step_gives_every_parcel_the_same_bits_in_any_batch(size):
+    """A decision must not depend on the parcels stepped beside it (replays batch otherwise)."""
+    model = make_model(n_classes=6, hidden=64).eval()
+    torch.manual_seed(1)
+    state = torch.randn(600, *model.state_shape) * 0.3
+    x, days = torch.rand(600, 13) * 0.5, torch.rand(600) * 300
+    with torch.inference_mode():
+        whole = model.step(state, x, days)
+        for start in (0, 600 - size):
+            part = model.step(state[start:start + size], x[start:start + size],
+                              days[start:start + size])
+            for a, b in zip(whole, part, strict=True):
+                assert torch.equal(a[start:start + size], b)

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class Consumer:
-    """Polls the bus, runs the Processor, publishes decisions, and checkpoints.
+    """Polls the bus, hands each chunk to the processor of its targets' state model,
+    publishes the decisions and dead letters, and checkpoints.
 
     A checkpoint (every ``checkpoint_seconds`` or ``checkpoint_chunks``, and before partitions
     are revoked) is one store transaction with the changed state rows, the decisions and dead

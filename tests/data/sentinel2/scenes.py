@@ -36,7 +36,7 @@ ASSET_OF = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05"
 
 def fixture_item() -> dict[str, Any]:
     """The real Earth Search item, read from ../shared/fixtures (never copied here)."""
-    from .conftest import unavailable
+    from ...conftest import unavailable
 
     if not FIXTURE.is_file():
         unavailable("the shared fixtures", f"{FIXTURE} not found beside the checkout")

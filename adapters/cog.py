@@ -20,7 +20,7 @@ from eowatch.errors import EowatchError
 
 GDAL_OPTIONS: dict[str, str | int] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",   # no listing of the asset's "directory"
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",  # JP2: CDSE
     "GDAL_HTTP_MAX_RETRY": "4",                     # 429/5xx and connection errors
     "GDAL_HTTP_RETRY_DELAY": "0.5",                 # seconds, doubled on each retry
     "GDAL_HTTP_TIMEOUT": "30",

@@ -66,9 +66,18 @@ SAMPLE_PIXELS = 100_000   # clear pixels per band and window kept to check the o
 
 
 class ItemError(EowatchError, RuntimeError):
-    """An item that cannot be read now (a missing asset, an unreadable raster)."""
+    """An item that cannot be read now (an unreadable or unreachable raster): retried at the
+    next polls, up to EOWATCH_S2_MAX_ATTEMPTS."""
 
     stage = "read"
+    permanent = False
+
+
+class MetadataError(ItemError):
+    """An item whose metadata cannot be used (no datetime, no projection, no asset for a band):
+    reading it again cannot help, so it is skipped at once, with its reason, in the cursor."""
+
+    permanent = True
 
 
 class SearchError(EowatchError, RuntimeError):
@@ -105,17 +114,32 @@ class ItemRows:
     no_valid_pixels: int = 0     # homed parcels left out: nothing valid in some band
 
 
+# the resolution each band is measured at; other resolutions are resampled copies
+NATIVE_METRES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+                 "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20}
+
+
+def _asset_bands(asset: pystac.Asset) -> set[str]:
+    """Band names an asset declares: ``eo:bands`` (STAC 1.0) or ``bands`` (STAC 1.1)."""
+    declared = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
+    return {str(b.get("name")) for b in declared if isinstance(b, dict)}
+
+
 def band_asset(item: pystac.Item, band: str) -> pystac.Asset:
-    """``band``'s asset; ItemError naming the band when the item has none."""
-    native = [f"{band}_{res}m" for res in (10, 20, 60)]  # the Copernicus Data Space's keys
-    for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower(), *native):
+    """``band``'s asset at its native resolution; ItemError naming the band when the item has
+    none. Keys tried: Earth Search's (``red``), the band's (``B04``), the Copernicus Data
+    Space's per resolution (``B01_60m`` before ``B01_20m``: an upsampled copy is not what
+    models are trained on), then any single-band data asset that declares the band."""
+    native = NATIVE_METRES.get(band, 10)
+    by_resolution = [f"{band}_{res}m" for res in sorted((10, 20, 60),
+                                                        key=lambda r: (r != native, r))]
+    for key in (EARTH_SEARCH_ASSETS.get(band), band, band.lower(), *by_resolution):
         if key and key in item.assets:
             return item.assets[key]
     for asset in item.assets.values():
-        names = {b.get("name") for b in asset.extra_fields.get("eo:bands", [])}
-        if band in names and "data" in (asset.roles or []) and len(names) == 1:
+        if _asset_bands(asset) == {band} and "data" in (asset.roles or []):
             return asset
-    raise ItemError(f"item {item.id} has no asset for band {band}; its assets: "
+    raise MetadataError(f"item {item.id} has no asset for band {band}; its assets: "
                     f"{sorted(item.assets)}")
 
 
@@ -126,14 +150,27 @@ def scl_href(item: pystac.Item) -> str | None:
     return None
 
 
-def item_epsg(item: pystac.Item) -> int:
-    props = item.properties
-    if props.get("proj:epsg"):
-        return int(props["proj:epsg"])
-    code = props.get("proj:code") or ""
-    if code.upper().startswith("EPSG:"):
-        return int(code.split(":")[1])
-    raise ItemError(f"item {item.id} states no projection (proj:epsg / proj:code)")
+def _epsg(fields: Mapping[str, Any]) -> int | None:
+    if fields.get("proj:epsg"):
+        return int(fields["proj:epsg"])
+    code = str(fields.get("proj:code") or "")
+    if code.upper().startswith("EPSG:") and code[5:].isdigit():
+        return int(code[5:])
+    return None
+
+
+def item_epsg(item: pystac.Item, assets: Sequence[pystac.Asset] = ()) -> int:
+    """The item's projection: stated in its properties (Earth Search) or on its band assets
+    (the Copernicus Data Space states it per asset only); ItemError when none states one."""
+    found = _epsg(item.properties)
+    if found is not None:
+        return found
+    stated = {e for e in (_epsg(a.extra_fields) for a in assets) if e is not None}
+    if len(stated) == 1:
+        return stated.pop()
+    raise MetadataError(f"item {item.id} states no projection (proj:epsg / proj:code)"
+                    if not stated else f"item {item.id}'s assets state several projections: "
+                    f"{sorted(stated)}")
 
 
 def _stated_transform(asset: pystac.Asset) -> Affine | None:
@@ -189,20 +226,21 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
     None when no registered parcel is."""
     acquired_at = item.datetime
     if acquired_at is None:
-        raise ItemError(f"item {item.id} has no datetime")
+        raise MetadataError(f"item {item.id} has no datetime")
+    first = band_asset(item, band_names[0])
+    epsg = item_epsg(item, [first])
+    stated = _stated_transform(first)
+    if stated is not None and not len(parcels.homed_in(epsg, tile_square(stated))[0]):
+        return None  # known from one asset's metadata: nothing else is looked up or opened
     assets = [band_asset(item, band) for band in band_names]
     scl = scl_href(item)
-    epsg = item_epsg(item)
-    stated = _stated_transform(assets[0])
-    if stated is not None and not len(parcels.homed_in(epsg, tile_square(stated))[0]):
-        return None  # known from the metadata alone: no raster is opened
     with gdal_env(), ExitStack() as opened:
         try:
             rasters = [opened.enter_context(Raster(asset.href)) for asset in assets]
             mask = opened.enter_context(Raster(scl)) if scl else None
             for raster in rasters + ([mask] if mask else []):
                 if raster.crs is None or raster.crs.to_epsg() != epsg:
-                    raise ItemError(f"{raster.href}: CRS {raster.crs} is not the item's "
+                    raise MetadataError(f"{raster.href}: CRS {raster.crs} is not the item's "
                                     f"EPSG:{epsg}")
             square = tile_square(stated if stated is not None else rasters[0].transform)
             index, geometries = parcels.homed_in(epsg, square)
@@ -251,7 +289,8 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
             samples[b].append(clear_dn[::max(1, clear_dn.size // SAMPLE_PIXELS)])
             if mask is None and b == 0:  # no scene classification: valid means not nodata
                 tally(members, belongs, ok)
-    offset = decide_offset(properties, (np.concatenate(s) for s in samples))
+    offset = decide_offset({"id": item_id, **properties},
+                           (np.concatenate(s) for s in samples), acquired_at)
     observed = np.isfinite(mean_dn).all(axis=1) & (valid_pixels > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(total_pixels > 0, valid_pixels / total_pixels, 0.0)
@@ -403,15 +442,16 @@ class Sentinel2Feed(Feed):
         self.stopping.set()
 
     def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
-        attempts = cursor.failures.get(item.id, 0) + 1
+        attempts = self.config.max_attempts if exc.permanent else \
+            cursor.failures.get(item.id, 0) + 1
         self.metrics.feed_items.labels(FEED, "failed").inc()
         if attempts < self.config.max_attempts:
             log.warning("sentinel2: item %s failed (attempt %d of %d): %s", item.id, attempts,
                         self.config.max_attempts, exc)
             cursor = replace(cursor, failures={**cursor.failures, item.id: attempts})
         else:
-            log.error("sentinel2: item %s skipped after %d failed attempts: %s", item.id,
-                      attempts, exc)
+            log.error("sentinel2: item %s skipped %s: %s", item.id, "(its metadata cannot "
+                      "be used)" if exc.permanent else f"after {attempts} failed attempts", exc)
             self.metrics.feed_items.labels(FEED, "skipped").inc()
             cursor = cursor.after(item, self.config.lookback)
             cursor.skipped.append({"id": item.id, "reason": str(exc)})

@@ -24,14 +24,12 @@ from eowatch.daemon.bus.embedded import EmbeddedBus
 from eowatch.daemon.metrics import Metrics
 from eowatch.daemon.publisher import Publisher
 from eowatch.daemon.scheduler import poll_job
-from eowatch.daemon.store.store import Store
 from tests.data.sentinel2 import (
     BAND_RESOLUTION,
     CROP,
     T30UWU,
     T30UXU,
     Scene,
-    StacServer,
     Tile,
     aligned_window,
     fixture_item,
@@ -56,12 +54,6 @@ def parcel_set(tile: Tile, utm_parcels, prefix: str = "p") -> ParcelSet:
     return ParcelSet(np.array([f"{prefix}{i:03d}" for i in range(len(utm_parcels))],
                               dtype=object), np.arange(len(utm_parcels)) % 8,
                      np.array([tile.to_lonlat(p) for p in utm_parcels], dtype=object))
-
-
-@pytest.fixture
-def server(tmp_path):
-    with StacServer(tmp_path) as srv:
-        yield srv
 
 
 def found(server, parcels, **config):
@@ -294,14 +286,6 @@ def test_unreadable_items_raise_a_clear_error(server, tmp_path, how, message):
 
 
 # -- the feed: cursor, failures, the scheduler's view -------------------------------------
-
-@pytest.fixture
-def feed_store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'feed.db'}")
-    store.migrate()
-    yield store
-    store.close()
-
 
 def make_feed(store, url, **config) -> tuple[Sentinel2Feed, Metrics, EmbeddedBus]:
     bus = EmbeddedBus(store)

@@ -1,0 +1,138 @@
+"""Items as the other STAC APIs write them: projection, band assets and baselines found where
+each API states them, and the reflectance offset never silently wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pystac
+import pytest
+
+from eowatch.adapters.reflectance import OFFSET_DN, decide_offset, processing_baseline
+from eowatch.adapters.sentinel2 import MetadataError, band_asset, item_epsg
+from tests.data.sentinel2 import T30UWU, Scene, aligned_window
+
+from .test_sentinel2 import WHEN, broken, grid_parcels, make_feed, published, register
+
+CDSE_ID = "S2B_MSIL2A_20240612T105619_N0510_R094_T30UWU_20240612T135500"
+
+
+def cdse_item() -> pystac.Item:
+    """An item in the Copernicus Data Space STAC v1 layout: the projection only on the
+    assets (proj:code), one asset per band and resolution (B01_20m resampled from B01_60m),
+    JPEG 2000 on s3://eodata, the baseline as processing:version."""
+    root = "s3://eodata/Sentinel-2/MSI/L2A/2024/06/12/" + CDSE_ID + ".SAFE/GRANULE/IMG_DATA"
+    assets = {}
+    for band, native in (("B01", 60), ("B02", 10), ("B04", 10), ("B05", 20), ("B8A", 20)):
+        for res in (10, 20, 60):
+            if res < native and res == 10:
+                continue  # CDSE resamples to 20 and 60 m, never finer than 10
+            assets[f"{band}_{res}m"] = pystac.Asset(
+                f"{root}/R{res}m/T30UWU_20240612T105619_{band}_{res}m.jp2",
+                media_type="image/jp2", roles=["data"],
+                extra_fields={"proj:code": "EPSG:32630", "gsd": res,
+                              "proj:shape": [109_800 // res] * 2,
+                              "proj:transform": [res, 0, 500_000, 0, -res, 5_400_000],
+                              "sampling:original" if res == native else "sampling:upsampled"
+                              if res < native else "sampling:downsampled": True,
+                              "bands": [{"name": band}]})
+    item = pystac.Item(CDSE_ID, None, None, datetime(2024, 6, 12, 10, 56, 19, tzinfo=UTC),
+                       {"processing:version": "05.10", "product:type": "S2MSI2A",
+                        "eo:cloud_cover": 12.5}, collection="sentinel-2-l2a")
+    for key, asset in assets.items():
+        item.add_asset(key, asset)
+    return item
+
+
+def test_the_projection_is_read_from_the_assets_when_the_item_states_none():
+    item = cdse_item()
+    assert "proj:epsg" not in item.properties and "proj:code" not in item.properties
+    assert item_epsg(item, [band_asset(item, "B02")]) == 32630
+    with pytest.raises(MetadataError, match="states no projection"):
+        item_epsg(item)  # properties alone
+
+
+def test_bands_resolve_to_their_native_resolution():
+    item = cdse_item()
+    assert band_asset(item, "B01").href.endswith("B01_60m.jp2")   # not the upsampled 20 m
+    assert band_asset(item, "B05").href.endswith("B05_20m.jp2")
+    assert band_asset(item, "B02").href.endswith("B02_10m.jp2")
+
+
+def test_a_stac_1_1_bands_list_names_an_asset_band():
+    item = pystac.Item("x", None, None, WHEN, {})
+    item.add_asset("visual", pystac.Asset("v.tif", roles=["visual"],
+                                          extra_fields={"bands": [{"name": "B04"}]}))
+    item.add_asset("band-4", pystac.Asset("b4.tif", roles=["data"],
+                                          extra_fields={"bands": [{"name": "B04"}]}))
+    assert band_asset(item, "B04").href == "b4.tif"
+
+
+@pytest.mark.parametrize("properties, baseline", [
+    ({"s2:processing_baseline": "05.09"}, (5, 9)),                       # Earth Search v1
+    ({"processing:version": "05.11"}, (5, 11)),                          # CDSE
+    ({"sentinel:product_id": "S2A_MSIL2A_20200101T105441_N0213_R051_T30UWU_20200101T121256"},
+     (2, 13)),                                                            # Earth Search v0
+    ({"s2:product_uri": "S2B_MSIL2A_20240612T105619_N0510_R094_T30UWU_20240612T135500.SAFE"},
+     (5, 10)),                                                            # Planetary Computer
+    ({"id": CDSE_ID}, (5, 10)),                                           # the item id alone
+    ({"processing:version": "n/a"}, None),
+    ({}, None),
+])
+def test_the_baseline_is_read_wherever_it_is_written(properties, baseline):
+    assert processing_baseline(properties) == baseline
+
+
+def dark_scene(raw: bool) -> np.ndarray:
+    """DNs of a scene with water and shadow: raw ones pile up just above 1000."""
+    rng = np.random.default_rng(0)
+    reflectance = np.concatenate([rng.uniform(0.0, 0.01, 500), rng.uniform(0.05, 0.4, 9500)])
+    dn = reflectance * 10_000 + (1000 if raw else 0)
+    return np.where(raw, dn, np.maximum(dn - 50, 1)).astype(np.uint16)
+
+
+def bright_scene() -> np.ndarray:
+    return np.random.default_rng(1).uniform(2000, 6000, 10_000).astype(np.uint16)
+
+
+@pytest.mark.parametrize("when", [datetime(2019, 5, 1, tzinfo=UTC),
+                                  datetime(2024, 5, 1, tzinfo=UTC), None])
+def test_without_a_baseline_raw_data_get_the_offset(when):
+    """The metadata cannot say: the data decide (reprocessed archive products before 2022
+    carry the offset too), before any fallback."""
+    assert decide_offset({}, [dark_scene(raw=True)], when).offset_dn == OFFSET_DN
+    assert decide_offset({}, [dark_scene(raw=False)], when).offset_dn == 0
+
+
+def test_without_a_baseline_a_scene_too_bright_to_tell_follows_its_date():
+    after = datetime(2024, 5, 1, tzinfo=UTC)
+    assert decide_offset({}, [bright_scene()], after).offset_dn == OFFSET_DN
+    assert decide_offset({}, [bright_scene()], datetime(2020, 5, 1, tzinfo=UTC)).offset_dn == 0
+    decision = decide_offset({}, [dark_scene(raw=False)], after)
+    assert not decision.contradiction  # no metadata claim: nothing to contradict
+
+
+def test_cdse_baselines_take_the_offset_unless_the_data_say_it_is_applied():
+    props = {"processing:version": "05.10"}
+    assert decide_offset(props, [bright_scene()]).offset_dn == OFFSET_DN
+    assert decide_offset(props, [dark_scene(raw=True)]).offset_dn == OFFSET_DN
+    assert decide_offset({"processing:version": "03.01"}, [dark_scene(raw=True)]
+                         ).offset_dn == 0
+
+
+def test_an_item_whose_metadata_cannot_be_used_is_skipped_at_once(server, feed_store, tmp_path):
+    window = aligned_window(T30UWU, -1.9, 48.0, 1200, 1200)
+    parcels = grid_parcels(window, 4)
+    register(feed_store, T30UWU, parcels)
+    feed, metrics, bus = make_feed(feed_store, server.url, max_attempts=3)
+    broken(server, tmp_path, "missing asset")   # permanent: no asset for B08
+    server.add(Scene(T30UWU, window, WHEN + timedelta(days=5), parcels=parcels,
+                     item_id="S2A_30UWU_20260508_0_L2A"))
+    feed.poll()
+    cursor = feed.cursor()
+    assert [s["id"] for s in cursor.skipped] == ["S2B_30UWU_20260503_0_L2A"]
+    assert "no asset for band B08" in cursor.skipped[0]["reason"] and not cursor.failures
+    assert {c.acquisition_id for c in published(bus)} == {"S2A_30UWU_20260508_0_L2A"}
+    assert metrics.registry.get_sample_value(
+        "eowatch_feed_items_total", {"feed": "sentinel2", "outcome": "skipped"}) == 1

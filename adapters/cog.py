@@ -7,13 +7,14 @@ retries with back-off on 5xx and timeouts, merged range requests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import RasterioError
+from rasterio.session import Session
 from rasterio.windows import Window
 
 from eowatch.errors import EowatchError
@@ -39,8 +40,11 @@ class RasterError(EowatchError, RuntimeError):
 
 
 @contextmanager
-def gdal_env() -> Iterator[None]:
-    with rasterio.Env(**GDAL_OPTIONS):
+def gdal_env(extra: Mapping[str, str] | None = None, session: Session | None = None
+             ) -> Iterator[None]:
+    """GDAL set up for reading assets; ``extra`` and ``session``: a source's options (its S3
+    endpoint) and credentials."""
+    with rasterio.Env(session=session, **{**GDAL_OPTIONS, **(extra or {})}):
         yield
 
 

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pystac
 import requests
 import shapely
 from affine import Affine
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from pystac_client import Client
 from pystac_client.exceptions import APIError
@@ -42,6 +42,7 @@ from eowatch.settings import comma_list
 
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
+from .stac_sources import S3Access, Source, source_profile
 from .tiles import ParcelSet, tile_square
 from .zonal import MIN_PIXELS, Membership, membership
 
@@ -99,6 +100,7 @@ class Sentinel2Config:
     max_attempts: int = 5                   # polls that may fail on one item before it is skipped
     timeout_seconds: float = 30.0
     min_pixels: int = MIN_PIXELS
+    source: Source = Source("generic")       # how the API's assets are reached
 
 
 @dataclass
@@ -227,6 +229,7 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
     acquired_at = item.datetime
     if acquired_at is None:
         raise MetadataError(f"item {item.id} has no datetime")
+    item = config.source.sign(item)
     first = band_asset(item, band_names[0])
     epsg = item_epsg(item, [first])
     stated = _stated_transform(first)
@@ -234,7 +237,7 @@ def read_item(item: pystac.Item, parcels: ParcelSet, band_names: Sequence[str],
         return None  # known from one asset's metadata: nothing else is looked up or opened
     assets = [band_asset(item, band) for band in band_names]
     scl = scl_href(item)
-    with gdal_env(), ExitStack() as opened:
+    with gdal_env(config.source.gdal_options, config.source.session), ExitStack() as opened:
         try:
             rasters = [opened.enter_context(Raster(asset.href)) for asset in assets]
             mask = opened.enter_context(Raster(scl)) if scl else None
@@ -500,6 +503,17 @@ class Sentinel2Settings(FeedSettings):
     max_attempts: int = Field(5, ge=1, description="polls that may fail on one item before "
                               "it is skipped (and listed in the feed's cursor)")
     timeout_seconds: float = Field(30.0, gt=0, description="STAC API request timeout")
+    source: Literal["auto", "earth-search", "cdse", "planetary-computer", "generic"] = Field(
+        "auto", description="how the API's assets are reached (auto: from the API's host)")
+    s3_endpoint: str | None = Field(
+        None, description="S3 endpoint of s3:// assets (cdse: eodata.dataspace.copernicus.eu)")
+    s3_access_key: SecretStr | None = Field(None, description="S3 access key of s3:// assets")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret key of s3:// assets")
+    s3_https: bool = Field(True, description="reach the S3 endpoint over HTTPS")
+    pc_sas_url: str | None = Field(
+        None, description="Planetary Computer SAS token endpoint (default: the public one)")
+    pc_subscription_key: SecretStr | None = Field(
+        None, description="Planetary Computer subscription key (optional; higher limits)")
 
     @field_validator("scl_valid", mode="before")
     @classmethod
@@ -514,7 +528,15 @@ class Sentinel2Settings(FeedSettings):
             start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
             lookback=timedelta(hours=self.lookback_hours), page_size=self.page_size,
             max_items_per_poll=self.max_items_per_poll, max_attempts=self.max_attempts,
-            timeout_seconds=self.timeout_seconds)
+            timeout_seconds=self.timeout_seconds, source=source_profile(
+                self.source, self.stac_url,
+                S3Access(self.s3_endpoint, secret(self.s3_access_key),
+                         secret(self.s3_secret_key), self.s3_https),
+                self.pc_sas_url, secret(self.pc_subscription_key)))
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _build(settings: Sentinel2Settings, context: FeedContext) -> Sentinel2Feed:

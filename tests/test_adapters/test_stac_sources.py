@@ -3,17 +3,38 @@ each API states them, and the reflectance offset never silently wrong."""
 
 from __future__ import annotations
 
+import json
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pystac
 import pytest
 
 from eowatch.adapters.reflectance import OFFSET_DN, decide_offset, processing_baseline
-from eowatch.adapters.sentinel2 import MetadataError, band_asset, item_epsg
-from tests.data.sentinel2 import T30UWU, Scene, aligned_window
+from eowatch.adapters.sentinel2 import (
+    MetadataError,
+    Sentinel2Config,
+    band_asset,
+    item_epsg,
+    read_item,
+)
+from eowatch.adapters.stac_sources import S3Access, SourceError, detect, source_profile
+from tests.data.sentinel2 import CROP, T30UWU, Scene, aligned_window
+from tests.data.sentinel2.cdse import put_cdse_scene
 
-from .test_sentinel2 import WHEN, broken, grid_parcels, make_feed, published, register
+from .test_sentinel2 import (
+    BANDS,
+    WHEN,
+    broken,
+    grid_parcels,
+    make_feed,
+    parcel_set,
+    published,
+    register,
+)
 
 CDSE_ID = "S2B_MSIL2A_20240612T105619_N0510_R094_T30UWU_20240612T135500"
 
@@ -136,3 +157,90 @@ def test_an_item_whose_metadata_cannot_be_used_is_skipped_at_once(server, feed_s
     assert {c.acquisition_id for c in published(bus)} == {"S2A_30UWU_20260508_0_L2A"}
     assert metrics.registry.get_sample_value(
         "eowatch_feed_items_total", {"feed": "sentinel2", "outcome": "skipped"}) == 1
+
+
+# -- source profiles: how each API's assets are reached -------------------------------------
+
+@pytest.mark.parametrize("url, name", [
+    ("https://earth-search.aws.element84.com/v1", "earth-search"),
+    ("https://stac.dataspace.copernicus.eu/v1", "cdse"),
+    ("https://planetarycomputer.microsoft.com/api/stac/v1", "planetary-computer"),
+    ("http://127.0.0.1:8000/stac", "generic")])
+def test_the_profile_is_detected_from_the_api_host(url, name):
+    assert detect(url) == name
+
+
+def test_the_data_space_needs_s3_keys_and_reads_path_style_from_its_endpoint():
+    with pytest.raises(SourceError, match="EOWATCH_S2_S3_ACCESS_KEY"):
+        source_profile("auto", "https://stac.dataspace.copernicus.eu/v1")
+    cdse = source_profile("cdse", "x", S3Access(access_key="AK", secret_key="SK"))
+    assert cdse.gdal_options["AWS_S3_ENDPOINT"] == "eodata.dataspace.copernicus.eu"
+    assert cdse.gdal_options["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    assert "SK" not in repr(cdse) and "SK" not in repr(S3Access(secret_key="SK"))
+
+
+def test_data_space_jpeg2000_on_s3_is_read_at_native_resolution_with_the_offset(
+        s3_endpoint, tmp_path):
+    """A CDSE item end to end: JPEG 2000 in a local S3 server, read through the cdse profile
+    (its endpoint, path-style, keys), raw DNs of baseline 05.10 given the -1000 offset."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="eowatch", aws_secret_access_key="eowatch")
+    bucket = f"eodata-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    window = aligned_window(T30UWU, -1.9, 48.0, 1200, 1200)
+    parcels = grid_parcels(window, 4)
+    scene = Scene(T30UWU, window, WHEN, parcels=parcels, baseline="05.10", raw=True,
+                  offset_applied_flag=None)
+    soil_b01 = np.full(scene.grid(20)[1], 5000, np.uint16)  # not B01: must not be read
+    item = pystac.Item.from_dict(put_cdse_scene(s3, bucket, scene, upsampled_b01=soil_b01))
+    config = Sentinel2Config(source=source_profile(
+        "cdse", "https://stac.dataspace.copernicus.eu/v1",
+        S3Access(s3_endpoint.removeprefix("http://"), "eowatch", "eowatch", https=False)))
+    rows = read_item(item, parcel_set(T30UWU, parcels), BANDS, config)
+    assert rows is not None and len(rows.parcel_index) == 4
+    assert rows.offset.offset_dn == OFFSET_DN
+    assert rows.values == pytest.approx(np.array([[CROP[b] for b in BANDS]] * 4), abs=1e-6)
+
+
+class TokenServer:
+    """Planetary Computer's SAS token endpoint, served locally: /{account}/{container}."""
+
+    def __init__(self) -> None:
+        calls = self.calls = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                calls.append(self.path)
+                body = json.dumps({"msft:expiry": "2099-01-01T00:00:00Z",
+                                   "token": "st=2026&se=2099&sp=rl&sig=local"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/sas/v1/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_planetary_computer_hrefs_are_signed_with_a_token_from_its_endpoint():
+    """Signing asks the token endpoint (local here) and touches no blob: nothing is read."""
+    tokens = TokenServer()
+    try:
+        item = pystac.Item("S2B_MSIL2A_x", None, None, WHEN, {})
+        blob = "https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/30/U/WU/B04_10m.tif"
+        item.add_asset("B04", pystac.Asset(blob, roles=["data"]))
+        pc = source_profile("auto", "https://planetarycomputer.microsoft.com/api/stac/v1",
+                            sas_url=tokens.url)
+        signed = pc.sign(item)
+        assert signed.assets["B04"].href == blob + "?st=2026&se=2099&sp=rl&sig=local"
+        assert tokens.calls == ["/api/sas/v1/token/sentinel2l2a01/sentinel2-l2"]
+        assert item.assets["B04"].href == blob  # the original is left as it was
+    finally:
+        tokens.httpd.shutdown()

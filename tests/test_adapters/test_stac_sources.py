@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pystac
 import pytest
+import shapely
 
 from eowatch.adapters.reflectance import OFFSET_DN, decide_offset, processing_baseline
 from eowatch.adapters.sentinel2 import (
@@ -24,6 +25,7 @@ from eowatch.adapters.sentinel2 import (
 from eowatch.adapters.stac_sources import S3Access, SourceError, detect, source_profile
 from tests.data.sentinel2 import CROP, T30UWU, Scene, aligned_window
 from tests.data.sentinel2.cdse import put_cdse_scene
+from tests.data.sentinel2.planetary import planetary_item
 
 from .test_sentinel2 import (
     BANDS,
@@ -244,3 +246,40 @@ def test_planetary_computer_hrefs_are_signed_with_a_token_from_its_endpoint():
         assert item.assets["B04"].href == blob  # the original is left as it was
     finally:
         tokens.httpd.shutdown()
+
+
+def pond_scene(raw: bool, baseline: str = "05.10") -> tuple[Scene, list]:
+    """Six fields with a pond between two of them: dark enough for the data to tell the
+    offset."""
+    window = aligned_window(T30UWU, -1.9, 48.0, 1800, 1200)
+    parcels = grid_parcels(window, 6)
+    first, second = shapely.bounds(parcels[0]), shapely.bounds(parcels[1])
+    water = [(first[2], first[1], second[0], first[3])]
+    return Scene(T30UWU, window, WHEN, parcels=parcels, baseline=baseline, raw=raw,
+                 offset_applied_flag=None, water=water), parcels
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "offset-applied"])
+@pytest.mark.parametrize("api", ["planetary-computer", "cdse"])
+def test_each_api_reads_raw_and_offset_applied_data_right(api, raw, server, s3_endpoint):
+    """The offset rule on the other APIs' layouts (Earth Search's: test_sentinel2.py): the
+    reflectance comes out right whether the files hold raw or offset-applied DNs."""
+    scene, parcels = pond_scene(raw)
+    if api == "cdse":
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="eowatch", aws_secret_access_key="eowatch")
+        bucket = f"eodata-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        item = put_cdse_scene(s3, bucket, scene)
+        config = Sentinel2Config(source=source_profile("cdse", "x", S3Access(
+            s3_endpoint.removeprefix("http://"), "eowatch", "eowatch", https=False)))
+    else:
+        item = planetary_item(server.add(scene))
+        config = Sentinel2Config()  # the local COGs need no signing
+    rows = read_item(pystac.Item.from_dict(item), parcel_set(T30UWU, parcels), BANDS, config)
+    assert rows is not None
+    assert rows.offset.offset_dn == (OFFSET_DN if raw else 0)
+    assert rows.offset.verdict == ("raw" if raw else "applied")
+    assert rows.values[0] == pytest.approx([CROP[b] for b in BANDS], abs=1e-6)

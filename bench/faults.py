@@ -97,6 +97,17 @@ class Daemon:
         except OSError:
             return 0, None
 
+    def metric(self, name: str) -> float:
+        """The sum of a metric's series; 0 while the API does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((name + " ", name + "{")))
+
     def decided(self) -> int:
         status, body = self.get("/decisions?limit=1")
         return body["total"] if status == 200 and body else -1
@@ -164,18 +175,20 @@ def reference(workdir: Path, parcels: int) -> Decisions:
 
 
 def kill_campaign(daemon: Daemon, kills: int, parcels: int, rng: random.Random,
-                  most_s: float) -> dict[str, object]:
-    """kill -9 at a random moment of each life (start-up included), ``kills`` times, then a
-    last life to the season's end."""
-    during = 0
+                  least_s: float, most_s: float) -> dict[str, object]:
+    """``kills`` times: start, wait until the API answers, kill -9 a random moment
+    (``least_s``..``most_s`` seconds) later; then a last life to the season's end."""
+    assigned = during = 0
     for _ in range(kills):
         daemon.start()
-        time.sleep(rng.uniform(0.2, most_s))
+        daemon.wait_until(lambda: daemon.get("/healthz")[0] == 200, 120)
+        time.sleep(rng.uniform(least_s, most_s))
+        assigned += daemon.metric("eowatch_partitions_assigned") > 0
         during += daemon.decided() < parcels
         daemon.kill()
     started = time.monotonic()
     run_to_end(daemon, parcels)
-    return {"kills": kills, "during season": during,
+    return {"kills": kills, "with partitions assigned": assigned, "before season end": during,
             "last life s": round(time.monotonic() - started, 1)}
 
 
@@ -183,7 +196,7 @@ def row_kill_embedded(args: argparse.Namespace, workdir: Path, expected: Decisio
     path = workdir / "kill-embedded"
     path.mkdir()
     daemon = Daemon(path, season_env(path, args.parcels, args.days_per_second))
-    extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(1), 7.0)
+    extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(1), 0.0, 3.0)
     return {**compare(expected, f"sqlite:///{path / 'eowatch.db'}"), **extra}
 
 
@@ -196,8 +209,10 @@ def row_kill_kafka(args: argparse.Namespace, workdir: Path, expected: Decisions)
             daemon = Daemon(path, season_env(
                 path, args.parcels, args.days_per_second, EOWATCH_BUS="kafka",
                 EOWATCH_KAFKA_BOOTSTRAP=bootstrap, EOWATCH_STORE_URL=url))
-            # a killed member holds its partitions until its session (10 s) expires
-            extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(2), 16.0)
+            # a killed member holds its partitions until its session (10 s) expires: the next
+            # one is assigned them about then
+            extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(2), 8.0,
+                                  16.0)
             return {**compare(expected, url), **extra}
     finally:
         broker.terminate()

@@ -283,3 +283,17 @@ def test_each_api_reads_raw_and_offset_applied_data_right(api, raw, server, s3_e
     assert rows.offset.offset_dn == (OFFSET_DN if raw else 0)
     assert rows.offset.verdict == ("raw" if raw else "applied")
     assert rows.values[0] == pytest.approx([CROP[b] for b in BANDS], abs=1e-6)
+
+
+def test_a_tile_without_parcels_is_passed_over_before_its_other_assets_are_looked_up(server):
+    """No registered parcel on the tile: known from the first band's metadata, so an item whose
+    other assets are missing or odd cannot block the poll."""
+    scene, parcels = pond_scene(raw=True)
+    item = server.add(scene)
+    for key in ("green", "red", "nir", "scl"):
+        del item["assets"][key]
+    elsewhere = grid_parcels(aligned_window(T30UWU, -1.2, 48.6, 600, 600), 2)
+    lonely = parcel_set(T30UWU, elsewhere)
+    assert read_item(pystac.Item.from_dict(item), lonely, BANDS) is None
+    with pytest.raises(MetadataError, match="no asset for band B03"):
+        read_item(pystac.Item.from_dict(item), parcel_set(T30UWU, parcels), BANDS)

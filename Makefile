@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/pip install --quiet ruff mypy
 	$(BIN)/ruff check eowatch models daemon adapters tests bench
 	$(BIN)/mypy eowatch models daemon adapters
-	PYTHON=$(BIN)/python .ci/lint-imports
+	PYTHON=$(CURDIR)/$(BIN)/python .ci/lint-imports
 
 bench: setup
 	cd bench && ../$(BIN)/python step_speed.py

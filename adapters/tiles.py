@@ -23,18 +23,11 @@ import pyproj
 import shapely
 from affine import Affine
 
+from eowatch.cells import utm_epsg
+
 MAX_SEARCH_VERTICES = 2000  # beyond this, the search area becomes its convex hull
 SQUARE = 100_000.0   # MGRS 100 km square
 TILE = 109_800.0     # Sentinel-2 tile side
-
-
-def utm_zone(lon: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
-
-
-def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """WGS 84 / UTM EPSG code of each point: 326zz north of the equator, 327zz south."""
-    return np.where(np.asarray(lat) >= 0, 32600, 32700) + utm_zone(lon)
 
 
 def tile_square(transform: Affine | tuple[float, ...]) -> tuple[float, float]:

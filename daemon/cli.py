@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eowatch.cells import DEFAULT_CELL_METRES
 from eowatch.settings import Settings, load_settings
 
 
@@ -33,6 +34,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                              help="attribute holding the parcel's season start (MM-DD)")
         else:
             imp.add_argument("--name-field", help="attribute holding the area's name")
+            imp.add_argument("--cell-size", type=float, default=DEFAULT_CELL_METRES,
+                             help="side of the area's square cells in metres, on a grid in its "
+                             f"UTM zone (default {DEFAULT_CELL_METRES:g})")
         imp.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
         imp.set_defaults(handler=run_import, kind=kind)
 
@@ -63,6 +67,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from eowatch.cells import cell_rows, grid_of
     from eowatch.parcels import area_rows, parcel_rows
 
     from .store.store import Store
@@ -76,7 +81,12 @@ def run_import(args: argparse.Namespace) -> int:
         store.upsert_parcels(rows)
     else:
         rows, report = area_rows(args.file, args.id_field, args.name_field)
+        grids = [grid_of(row["id"], row["geometry"], args.cell_size) for row in rows]
         store.upsert_areas(rows)
+        for grid in grids:
+            store.replace_cells(grid.area_id, grid.definition(), cell_rows(grid, settings.shards))
+        print(f"{sum(g.count for g in grids):,} cells of {args.cell_size:g} m in "
+              f"{len(grids)} areas")
     print(f"{args.kind} from {args.file}: {report.summary()}")
     return 0
 

@@ -21,6 +21,7 @@ from eowatch.errors import EowatchError
 
 from .tables import (
     AREAS,
+    CELLS,
     CONSUMER_OFFSETS,
     DEAD_LETTERS,
     DECISIONS,
@@ -150,6 +151,31 @@ class Store:
         with self.transaction() as conn:
             _upsert(conn, AREAS, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
+
+    def replace_cells(self, area_id: str, grid: dict[str, Any],
+                      rows: Sequence[dict[str, Any]]) -> None:
+        """An area's grid and cells, replacing those of an earlier import, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(AREAS.update().where(AREAS.c.id == area_id)
+                         .values(grid=json.dumps(grid)))
+            conn.execute(CELLS.delete().where(CELLS.c.area_id == area_id))
+            for start in range(0, len(rows), 50_000):
+                conn.execute(CELLS.insert(), list(rows[start:start + 50_000]))
+
+    def cell_columns(self) -> tuple[list[str], list[int], list[str | None]]:
+        """Every cell: (ids, shards, season starts), as parcel_columns (cells have no season
+        start of their own: None)."""
+        rows = self._fetch_all(sa.select(CELLS.c.id, CELLS.c.shard))
+        return [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows)
+
+    def area_cells(self, area_id: str) -> tuple[dict[str, Any] | None, int]:
+        """An area's grid definition and its number of cells."""
+        with self.engine.connect() as conn:
+            grid = conn.execute(sa.select(AREAS.c.grid).where(AREAS.c.id == area_id)
+                                ).scalar_one_or_none()
+            count = conn.execute(sa.select(sa.func.count()).select_from(CELLS)
+                                 .where(CELLS.c.area_id == area_id)).scalar_one()
+        return (json.loads(grid) if grid else None), int(count)
 
     def _fetch_all(self, statement: sa.Select) -> list[tuple]:
         """All rows of a query through the driver's fetchall: loading millions of rows one

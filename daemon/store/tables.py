@@ -53,7 +53,20 @@ class Area(SQLModel, table=True):
     name: str = ""
     geometry: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # GeoJSON, WGS84
     source: str = ""
+    # its cell grid (eowatch.cells.CellGrid.definition) as JSON; None: imported before cells
+    grid: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class Cell(SQLModel, table=True):
+    """A square cell of an area: the target of per-area models (eowatch.cells)."""
+
+    __tablename__ = "cells"
+    id: str = Field(primary_key=True)   # <area id>/<row>-<col>
+    area_id: str = Field(index=True)
+    shard: int = Field(index=True)
+    row: int
+    col: int
 
 
 class FeedCursor(SQLModel, table=True):
@@ -169,6 +182,7 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 
 
 PARCELS, AREAS, FEED_CURSORS = table_of(Parcel), table_of(Area), table_of(FeedCursor)
+CELLS = table_of(Cell)
 TARGET_STATE, DECISIONS, ALERTS = table_of(TargetState), table_of(DecisionRow), table_of(AlertRow)
 DEPLOYMENT, SHARD_OWNERS = table_of(Deployment), table_of(ShardOwner)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)

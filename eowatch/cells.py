@@ -1,0 +1,114 @@
+"""Areas as grids of square cells: the targets of per-area models, as parcels are the crop
+model's.
+
+An area's cells lie on a grid in the UTM zone of the area's centre, aligned on multiples of the
+cell size (so that two imports of the same area give the same cells, and neighbouring areas of
+one zone share a grid). A cell belongs to the area when its centre lies inside the area, the
+rule the feeds' pixels follow too. Cell ids are ``<area id>/<row>-<col>``, row and column
+counted from the grid's north-west corner, and shard like any target id (crc32 mod N_SHARDS).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+
+from .contract.messages import shards_of
+from .errors import EowatchError
+
+DEFAULT_CELL_METRES = 40.0
+MAX_CELLS = 5_000_000  # per area: 8,000 km² at 40 m; a larger area wants larger cells
+
+
+class CellError(EowatchError, ValueError):
+    """An area that cannot be laid out in cells (too large for its cell size, or empty)."""
+
+
+def utm_zone(lon: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
+
+
+def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """WGS 84 / UTM EPSG code of each point: 326zz north of the equator, 327zz south."""
+    return np.where(np.asarray(lat) >= 0, 32600, 32700) + utm_zone(lon)
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """The cells of one area: grid origin (north-west corner) and size in the area's UTM zone,
+    and which cells of the bounding grid belong to the area."""
+
+    area_id: str
+    epsg: int
+    size: float
+    x0: float
+    y1: float
+    inside: np.ndarray  # [rows, cols] bool
+
+    @classmethod
+    def of(cls, area_id: str, geometry: shapely.Geometry,
+           size: float = DEFAULT_CELL_METRES) -> CellGrid:
+        """The grid of an area given in WGS 84 (lon, lat)."""
+        if size <= 0:
+            raise CellError(f"area {area_id}: cell size must be positive, not {size}")
+        centre = geometry.centroid
+        epsg = int(utm_epsg(centre.x, centre.y))
+        to_utm = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+        projected = shapely.transform(geometry, lambda xy: np.column_stack(
+            to_utm.transform(xy[:, 0], xy[:, 1])))
+        minx, miny, maxx, maxy = projected.bounds
+        x0, y1 = math.floor(minx / size) * size, math.ceil(maxy / size) * size
+        cols = max(1, math.ceil((maxx - x0) / size))
+        rows = max(1, math.ceil((y1 - miny) / size))
+        if rows * cols > MAX_CELLS:
+            raise CellError(f"area {area_id}: {rows * cols:,} cells of {size:g} m exceed "
+                            f"{MAX_CELLS:,}; import it with a larger cell size")
+        ys, xs = np.mgrid[0:rows, 0:cols]
+        shapely.prepare(projected)
+        inside = shapely.contains_xy(projected, x0 + (xs + 0.5) * size,
+                                     y1 - (ys + 0.5) * size)
+        if not inside.any():
+            raise CellError(f"area {area_id}: no cell of {size:g} m has its centre inside the "
+                            "area; use a smaller cell size")
+        return cls(area_id, epsg, float(size), float(x0), float(y1), inside)
+
+    @property
+    def count(self) -> int:
+        return int(self.inside.sum())
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, rows, cols) of the area's cells, row by row."""
+        rows, cols = np.nonzero(self.inside)
+        ids = np.array([f"{self.area_id}/{r}-{c}" for r, c in zip(rows.tolist(), cols.tolist(),
+                                                                      strict=True)],
+                       dtype=object)
+        return ids, rows, cols
+
+    def boxes(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The cells as polygons in the grid's UTM zone."""
+        x = self.x0 + cols * self.size
+        y = self.y1 - rows * self.size
+        return shapely.box(x, y - self.size, x + self.size, y)
+
+    def definition(self) -> dict[str, Any]:
+        """What the store keeps of the grid (the cells themselves are rows of their own)."""
+        return {"epsg": self.epsg, "size": self.size, "x0": self.x0, "y1": self.y1,
+                "rows": int(self.inside.shape[0]), "cols": int(self.inside.shape[1])}
+
+
+def cell_rows(grid: CellGrid, shards: int) -> list[dict[str, Any]]:
+    """Store rows of an area's cells: id, area, shard, row, column."""
+    ids, rows, cols = grid.cells()
+    return [{"id": i, "area_id": grid.area_id, "shard": int(s), "row": int(r), "col": int(c)}
+            for i, s, r, c in zip(ids.tolist(), shards_of(ids, shards).tolist(), rows.tolist(),
+                                  cols.tolist(), strict=True)]
+
+
+def grid_of(area_id: str, geojson: str, size: float = DEFAULT_CELL_METRES) -> CellGrid:
+    return CellGrid.of(area_id, shapely.geometry.shape(json.loads(geojson)), size)

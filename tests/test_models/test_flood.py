@@ -1,0 +1,88 @@
+"""The per-cell flood change model and the area events, on simulated Sentinel-1 seasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eowatch.models.datasets.s1simulator import COVER_NAMES, AreaSimulator, Flood
+from eowatch.models.flood import (
+    EXCLUDED,
+    FLOODED,
+    REFERENCE_WATER,
+    WARMING_UP,
+    WARMUP,
+    AreaEvents,
+    EventRule,
+    FloodState,
+    step,
+)
+
+CELL_KM2 = 0.04 * 0.04
+
+
+def play(sim: AreaSimulator, days: float):
+    state, cells = FloodState.empty(sim.cells), np.arange(sim.cells)
+    for acquisition in sim.season(days=days):
+        status, p = step(state, cells, acquisition.orbit, acquisition.vv_db, acquisition.vh_db)
+        yield acquisition, status, p
+
+
+def test_no_cell_alarms_before_its_orbit_is_warmed_up():
+    sim = AreaSimulator(floods=(Flood(10, 30, 12),), seed=3)  # a flood from the start
+    seen: dict[int, int] = {}
+    for acquisition, status, _ in play(sim, 60):
+        seen[acquisition.orbit] = seen.get(acquisition.orbit, 0) + 1
+        if seen[acquisition.orbit] <= WARMUP:
+            assert (status == WARMING_UP).all()
+
+
+def test_a_flood_is_found_once_its_cells_are_known_and_only_where_water_can_show():
+    sim = AreaSimulator(floods=(Flood(365 + 180, 24, 12),), seed=1)
+    tp = fp = fn = 0
+    for acquisition, status, _ in play(sim, 2 * 365):
+        if acquisition.day < 365:
+            continue
+        if acquisition.day > 400:  # learnt: water and sand are reference water, town excluded
+            for cover, expected in (("water", REFERENCE_WATER), ("sand", REFERENCE_WATER),
+                                    ("urban", EXCLUDED)):
+                share = np.mean(status[sim.cover == COVER_NAMES.index(cover)] == expected)
+                assert share > 0.9, (cover, share)
+        predicted, truth = status == FLOODED, acquisition.flooded
+        tp += int((predicted & truth).sum())
+        fp += int((predicted & ~truth).sum())
+        fn += int((~predicted & truth & ~np.isin(status, (REFERENCE_WATER, EXCLUDED))).sum())
+    assert tp > 1000
+    assert tp / (tp + fp + fn) >= 0.8   # critical success index, GFM's target is 0.7
+
+
+def test_a_scene_darkened_everywhere_opens_no_flood(monkeypatch):
+    """Wet snow darkens forest and town too: it opens no flood event."""
+    import eowatch.models.datasets.s1simulator as s1
+
+    monkeypatch.setattr(s1, "SNOW_DAYS", 1.0)  # every winter date
+    sim, events = AreaSimulator(seed=2), AreaEvents()
+    opened, most = [], 0.0
+    for acquisition, status, p in play(sim, 2 * 365):
+        most = max(most, float(np.mean(status == FLOODED)))
+        opened += [m for m in events.observe("a", str(acquisition.day), status, p, CELL_KM2)
+                   if m["kind"] == "flood.opened"]
+    assert opened == [] and most < 0.005   # a few cells of 4,800 at most, never an event
+
+
+def test_events_open_once_update_and_close_after_the_set_observations():
+    events = AreaEvents(EventRule(min_km2=0.05, close_after=2))
+    dry = np.full(1000, 1)          # DRY
+    wet = dry.copy()
+    wet[:100] = FLOODED             # 0.16 km²
+    wider = dry.copy()
+    wider[:200] = FLOODED
+    p = np.full(1000, 0.9)
+    kinds = [m["kind"] for when, status in
+             [("t0", dry), ("t1", wet), ("t2", wet), ("t3", wider), ("t4", dry), ("t5", dry),
+              ("t6", dry)] for m in events.observe("river", when, status, p, CELL_KM2)]
+    assert kinds == ["flood.opened", "flood.updated", "flood.closed"]
+    again = AreaEvents().observe("river", "t1", wet, p, CELL_KM2)[0]
+    assert again["event_id"] == AreaEvents().observe("river", "t1", wet, p, CELL_KM2)[0][
+        "event_id"]  # a replay opens the same event
+    assert again["flooded_km2"] == pytest.approx(0.16)

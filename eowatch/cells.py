@@ -5,7 +5,9 @@ An area's cells lie on a grid in the UTM zone of the area's centre, aligned on m
 cell size (so that two imports of the same area give the same cells, and neighbouring areas of
 one zone share a grid). A cell belongs to the area when its centre lies inside the area, the
 rule the feeds' pixels follow too. Cell ids are ``<area id>/<row>-<col>``, row and column
-counted from the grid's north-west corner, and shard like any target id (crc32 mod N_SHARDS).
+counted from the grid's north-west corner. Every cell of an area lies in the area's shard
+(crc32 of the area id mod N_SHARDS): one consumer then holds a whole area, which is what
+turning its cells' states into one flood event per area needs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pyproj
 import shapely
 
-from .contract.messages import shards_of
+from .contract.messages import shard_of
 from .errors import EowatchError
 
 DEFAULT_CELL_METRES = 40.0
@@ -103,11 +105,11 @@ class CellGrid:
 
 
 def cell_rows(grid: CellGrid, shards: int) -> list[dict[str, Any]]:
-    """Store rows of an area's cells: id, area, shard, row, column."""
+    """Store rows of an area's cells: id, area, shard (the area's), row, column."""
     ids, rows, cols = grid.cells()
-    return [{"id": i, "area_id": grid.area_id, "shard": int(s), "row": int(r), "col": int(c)}
-            for i, s, r, c in zip(ids.tolist(), shards_of(ids, shards).tolist(), rows.tolist(),
-                                  cols.tolist(), strict=True)]
+    shard = shard_of(grid.area_id, shards)
+    return [{"id": i, "area_id": grid.area_id, "shard": shard, "row": int(r), "col": int(c)}
+            for i, r, c in zip(ids.tolist(), rows.tolist(), cols.tolist(), strict=True)]
 
 
 def grid_of(area_id: str, geojson: str, size: float = DEFAULT_CELL_METRES) -> CellGrid:

@@ -42,8 +42,9 @@ class Metrics(FeedMetrics):
             registry=r)
         self.checkpoint_seconds = Histogram("eowatch_checkpoint_seconds",
                                             "Duration of one checkpoint transaction", registry=r)
-        self.parcels_tracked = Gauge("eowatch_parcels_tracked",
-                                     "Parcels with a state in this consumer", registry=r)
+        self.targets_tracked = Gauge("eowatch_targets_tracked",
+                                     "Targets with a state in this consumer, by kind (parcels, "
+                                     "cells)", ["targets"], registry=r)
         self.handovers = Counter("eowatch_partition_handovers_total",
                                  "Partitions assigned to or revoked from this consumer",
                                  ["event"], registry=r)

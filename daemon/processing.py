@@ -74,14 +74,14 @@ class Processor:
                                                 missing[start:start + LOAD_SHARDS_AT_ONCE]))
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
-        self.metrics.parcels_tracked.set(len(self.table))
+        self.metrics.targets_tracked.labels(self.model.targets).set(len(self.table))
 
     def drop_shards(self, shards: Iterable[int]) -> None:
         shards = [s for s in shards if s in self.loaded]
         for s in shards:
             del self.loaded[s]
         self.table.drop_shards(shards)
-        self.metrics.parcels_tracked.set(len(self.table))
+        self.metrics.targets_tracked.labels(self.model.targets).set(len(self.table))
 
     def over_budget(self) -> list[int]:
         """Least recently used clean shards to page out so the table fits the budget."""

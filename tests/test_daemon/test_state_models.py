@@ -74,5 +74,8 @@ def test_cells_go_to_their_own_state_model_and_are_checkpointed_under_it(tmp_pat
         stored = daemon.store.get_state("counting-v1", ids[0])
         assert stored is not None   # checkpointed under its own model key
         assert daemon.store.get_state(daemon.model.sha256, ids[0]) is None
+        gauge = daemon.metrics.registry.get_sample_value
+        assert gauge("eowatch_targets_tracked", {"targets": "cells"}) == len(ids)
+        assert gauge("eowatch_targets_tracked", {"targets": "parcels"}) == 150
     finally:
         daemon.shutdown()

@@ -19,11 +19,10 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyproj
 import shapely
 from affine import Affine
 
-from eowatch.cells import utm_epsg
+from eowatch.geometry import reproject, utm_epsg
 
 MAX_SEARCH_VERTICES = 2000  # beyond this, the search area becomes its convex hull
 SQUARE = 100_000.0   # MGRS 100 km square
@@ -90,10 +89,7 @@ class ParcelSet:
         ``epsg``; computed once per zone."""
         if epsg not in self._projected:
             index = np.flatnonzero(self.epsg == epsg)
-            to_utm = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-            projected = shapely.transform(
-                self.geometries[index],
-                lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1])))
+            projected = reproject(self.geometries[index], 4326, epsg)
             self._projected[epsg] = (index, projected, home_squares(shapely.bounds(projected)))
         return self._projected[epsg]
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyproj
 import shapely
 
 from .contract.messages import shard_of
 from .errors import EowatchError
+from .geometry import reproject, utm_epsg
 
 DEFAULT_CELL_METRES = 40.0
 MAX_CELLS = 5_000_000  # per area: 8,000 km² at 40 m; a larger area wants larger cells
@@ -30,15 +30,6 @@ MAX_CELLS = 5_000_000  # per area: 8,000 km² at 40 m; a larger area wants large
 
 class CellError(EowatchError, ValueError):
     """An area that cannot be laid out in cells (too large for its cell size, or empty)."""
-
-
-def utm_zone(lon: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
-
-
-def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """WGS 84 / UTM EPSG code of each point: 326zz north of the equator, 327zz south."""
-    return np.where(np.asarray(lat) >= 0, 32600, 32700) + utm_zone(lon)
 
 
 @dataclass(frozen=True)
@@ -61,9 +52,7 @@ class CellGrid:
             raise CellError(f"area {area_id}: cell size must be positive, not {size}")
         centre = geometry.centroid
         epsg = int(utm_epsg(centre.x, centre.y))
-        to_utm = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-        projected = shapely.transform(geometry, lambda xy: np.column_stack(
-            to_utm.transform(xy[:, 0], xy[:, 1])))
+        projected = reproject(geometry, 4326, epsg)
         minx, miny, maxx, maxy = projected.bounds
         x0, y1 = math.floor(minx / size) * size, math.ceil(maxy / size) * size
         cols = max(1, math.ceil((maxx - x0) / size))

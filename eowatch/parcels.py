@@ -20,6 +20,7 @@ from eowatch.errors import EowatchError
 from eowatch.seasons import SeasonStartError, check_season_start
 
 from .contract.messages import shards_of
+from .geometry import reproject
 
 WGS84 = pyproj.CRS.from_epsg(4326)
 
@@ -63,9 +64,7 @@ def read_features(path: Path, id_field: str | None) -> tuple[np.ndarray, np.ndar
     crs = meta.get("crs") or "EPSG:4326"  # GeoJSON without a crs member is WGS84 by RFC 7946
     source = pyproj.CRS.from_user_input(crs)
     if not source.equals(WGS84, ignore_axis_order=True):
-        transformer = pyproj.Transformer.from_crs(source, WGS84, always_xy=True)
-        geometries = shapely.transform(
-            geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+        geometries = reproject(geometries, source, WGS84)
     return ids, geometries, attributes, source.to_string()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyproj
 import pytest
 import shapely
 
@@ -14,19 +13,14 @@ from eowatch.cli import main
 from eowatch.contract.messages import shard_of
 from eowatch.daemon.registry import TargetRegistry
 from eowatch.daemon.store.store import Store
+from eowatch.geometry import reproject
 
 EPSG = 32630
-TO_WGS84 = pyproj.Transformer.from_crs(EPSG, 4326, always_xy=True)
-
-
-def project(geometry: shapely.Geometry, transformer: pyproj.Transformer) -> shapely.Geometry:
-    return shapely.transform(geometry, lambda xy: np.column_stack(
-        transformer.transform(xy[:, 0], xy[:, 1])))
 
 
 def square(x: float, y: float, side: float) -> shapely.Geometry:
     """A square given in UTM 30N, returned in WGS 84."""
-    return project(shapely.box(x, y, x + side, y + side), TO_WGS84)
+    return reproject(shapely.box(x, y, x + side, y + side), EPSG, 4326)
 
 
 def test_an_aligned_square_kilometre_is_625_cells_of_40_m():
@@ -44,7 +38,7 @@ def test_cells_are_the_same_on_every_import_and_belong_by_their_centre():
     first, again = CellGrid.of("a", shape), CellGrid.of("a", shape)
     assert np.array_equal(first.inside, again.inside) and first.x0 == again.x0
     ids, rows, cols = first.cells()
-    projected = project(shape, pyproj.Transformer.from_crs(4326, EPSG, always_xy=True))
+    projected = reproject(shape, 4326, EPSG)
     centres = shapely.centroid(first.boxes(rows, cols))
     assert shapely.contains(projected, centres).all()
     rows_out = cell_rows(first, 64)  # an area's cells share its shard: one consumer holds it

@@ -21,6 +21,8 @@ import rasterio
 import shapely
 from affine import Affine
 
+from eowatch.geometry import reproject
+
 FIXTURE = (Path(__file__).resolve().parents[4] / "shared" / "fixtures" /
            "earthsearch_v1_sentinel-2-l2a_S2A_39QTA_20230628_0_L2A.json")
 BAND_RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
@@ -60,9 +62,7 @@ class Tile:
         return pyproj.Transformer.from_crs(4326, self.epsg, always_xy=True).transform(lon, lat)
 
     def to_lonlat(self, geometry: shapely.Geometry) -> shapely.Geometry:
-        back = pyproj.Transformer.from_crs(self.epsg, 4326, always_xy=True)
-        return shapely.transform(geometry,
-                                 lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+        return reproject(geometry, self.epsg, 4326)
 
 
 def aligned_window(tile: Tile, lon: float, lat: float, width: float, height: float

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +83,21 @@ class Geolocation:
     def incidence_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return self._at(self.incidence, rows, cols)
 
+    @cached_property
+    def _to_image(self) -> LinearNDInterpolator:
+        """lon, lat -> line, pixel over the grid's points, triangulated once per scene (a scene
+        covers many areas)."""
+        lines, pixels = np.meshgrid(self.lines, self.pixels, indexing="ij")
+        return LinearNDInterpolator(np.column_stack([self.lon.ravel(), self.lat.ravel()]),
+                                    np.column_stack([lines.ravel(), pixels.ravel()]))
+
     def window_of(self, bounds: tuple[float, float, float, float], margin: int = 4
                   ) -> tuple[int, int, int, int] | None:
         """(row0, col0, height, width) of the image window that covers a lon/lat box, or None
         when the box lies outside the scene."""
-        lon, lat = self.lon.ravel(), self.lat.ravel()
-        ll, pp = np.meshgrid(self.lines, self.pixels, indexing="ij")
-        to_image = LinearNDInterpolator(np.column_stack([lon, lat]),
-                                        np.column_stack([ll.ravel(), pp.ravel()]))
         minx, miny, maxx, maxy = bounds
         xs, ys = np.meshgrid(np.linspace(minx, maxx, 5), np.linspace(miny, maxy, 5))
-        image = to_image(np.column_stack([xs.ravel(), ys.ravel()]))
+        image = self._to_image(np.column_stack([xs.ravel(), ys.ravel()]))
         inside = np.isfinite(image).all(axis=1)
         if not inside.any():
             return None

@@ -72,6 +72,9 @@ class Consumer:
         parts = {p for _, p in partitions}
         return [s for s in range(self.shards) if self.bus.partition_of(s) in parts]
 
+    def partitions_of(self, shards: Iterable[int]) -> set[tuple[str, int]]:
+        return {(self.topics["observations"], self.bus.partition_of(s)) for s in shards}
+
     def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
         """Claim the shards of newly assigned partitions and load them from their checkpoints
         (the bus has already sought to the checkpoint's offsets). Shards still in memory are
@@ -130,7 +133,7 @@ class Consumer:
     def fence(self, shards: list[int]) -> None:
         """Another member has claimed these shards since: drop them and read nothing more of
         their partitions until the group assigns them here again."""
-        partitions = {(self.topics["observations"], self.bus.partition_of(s)) for s in shards}
+        partitions = self.partitions_of(shards)
         log.warning("shards %s were taken over by another member: dropping partitions %s "
                     "until they are assigned here again", shards, sorted(p for _, p in partitions))
         self.metrics.handovers.labels("fenced").inc(len(partitions))
@@ -236,7 +239,7 @@ class Consumer:
                                if table.shard[r] >= 0)
         self.pending_decisions = snapshot.decisions + self.pending_decisions
         self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters
-        owned = {(self.topics["observations"], self.bus.partition_of(s)) for s in self.epochs}
+        owned = self.partitions_of(self.epochs)
         for key, offset in snapshot.offsets.items():
             if key in owned or not self.epochs:
                 self.offsets[key] = max(offset, self.offsets.get(key, 0))

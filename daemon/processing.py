@@ -134,7 +134,7 @@ class Processor:
             if len(wave) == 1:
                 record, chunk = wave[0]
                 dead_letter(out, record, "processing_error",
-                                 f"{chunk.acquisition_id} (shard {chunk.shard}): {summary(exc)}")
+                            f"{chunk.acquisition_id} (shard {chunk.shard}): {summary(exc)}")
                 log.debug("processing error", exc_info=True)
                 return
             log.warning("a wave of %d chunks failed (%s); applying them one at a time",

@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pystac
 import requests
 import shapely
 from affine import Affine
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 from pystac_client import Client
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
@@ -38,7 +38,7 @@ from eowatch.contract.feeds import (
     chunks_by_shard,
 )
 from eowatch.errors import EowatchError
-from eowatch.settings import comma_list
+from eowatch.settings import CommaList
 
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
@@ -496,7 +496,7 @@ class Sentinel2Settings(FeedSettings):
         "read, are still read")
     max_cloud: float | None = Field(
         None, ge=0, le=100, description="skip items with a larger eo:cloud_cover (percent)")
-    scl_valid: Annotated[tuple[int, ...], NoDecode] = Field(
+    scl_valid: CommaList[int] = Field(
         SCL_VALID, description="scene classes counted as clear, comma separated")
     page_size: int = Field(100, ge=1, le=10000, description="items per STAC search page")
     max_items_per_poll: int = Field(50, ge=1, description="items read in one poll at most")
@@ -514,11 +514,6 @@ class Sentinel2Settings(FeedSettings):
         None, description="Planetary Computer SAS token endpoint (default: the public one)")
     pc_subscription_key: SecretStr | None = Field(
         None, description="Planetary Computer subscription key (optional; higher limits)")
-
-    @field_validator("scl_valid", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        return comma_list(value) if isinstance(value, str) else value
 
     def config(self) -> Sentinel2Config:
         start = self.start

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import pydantic_settings
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -31,6 +31,12 @@ DEFAULT_MODEL = Path(str(resources.files("eowatch.models") / "default" /
 def comma_list(text: str) -> tuple[str, ...]:
     """"a, b,c" -> ("a", "b", "c"): how settings and command-line options take lists."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+Item = TypeVar("Item")
+# a setting that is a list: comma separated in the environment, a list in the TOML file
+CommaList = Annotated[tuple[Item, ...], NoDecode,
+                      BeforeValidator(lambda v: comma_list(v) if isinstance(v, str) else v)]
 
 
 class SettingsError(EowatchError, ValueError):
@@ -66,7 +72,7 @@ class Settings(BaseSettings):
     season_start: str | None = Field(
         None, description="season start MM-DD of parcels imported without one (default: the "
         "model's season; 02-29 is 03-01 in other years)")
-    feeds: Annotated[tuple[str, ...], NoDecode] = Field(
+    feeds: CommaList[str] = Field(
         ("simulated",), description="enabled feeds, comma separated; each has settings of its "
         "own (`eowatch feeds`)")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
@@ -82,11 +88,6 @@ class Settings(BaseSettings):
         "float32", description="precision of the stored recurrent state (float16 halves it)")
     step_batch: int = Field(2048, ge=1, description="most parcels in one model step")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
-
-    @field_validator("feeds", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        return comma_list(value) if isinstance(value, str) else value
 
     @field_validator("season_start")
     @classmethod

@@ -17,13 +17,16 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyproj
-from scipy.interpolate import LinearNDInterpolator, RegularGridInterpolator
 
 from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
+
+if TYPE_CHECKING:
+    from scipy.interpolate import LinearNDInterpolator
 
 
 class GeolocationError(EowatchError, ValueError):
@@ -70,7 +73,11 @@ class Geolocation:
             raise GeolocationError(f"{safe.name}: no annotation for {polarisation.upper()}")
         return cls.from_xml(found[0].read_bytes())
 
+    # scipy is imported where it is used: the feed registry imports every adapter module at
+    # start-up, and this one is only needed once a Sentinel-1 scene is read
     def _at(self, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        from scipy.interpolate import RegularGridInterpolator
+
         interpolate = RegularGridInterpolator((self.lines, self.pixels), values,
                                               bounds_error=False, fill_value=None)
         return interpolate(np.column_stack([np.ravel(rows), np.ravel(cols)])).reshape(
@@ -87,6 +94,8 @@ class Geolocation:
     def _to_image(self) -> LinearNDInterpolator:
         """lon, lat -> line, pixel over the grid's points, triangulated once per scene (a scene
         covers many areas)."""
+        from scipy.interpolate import LinearNDInterpolator
+
         lines, pixels = np.meshgrid(self.lines, self.pixels, indexing="ij")
         return LinearNDInterpolator(np.column_stack([self.lon.ravel(), self.lat.ravel()]),
                                     np.column_stack([lines.ravel(), pixels.ravel()]))

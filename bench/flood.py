@@ -85,7 +85,7 @@ def run(floods: tuple[Flood, ...], seed: int) -> dict[str, float]:
         seconds += time.perf_counter() - started
         stepped += len(cells)
         scored, truth = acquisition.day >= 365, acquisition.flooded
-        for message in events.observe("area", f"{acquisition.day:.1f}", status, p, CELL_KM2):
+        for message in events.observe("area", acquisition.day * 86400, status, p, CELL_KM2):
             if scored and message["kind"] == "flood.opened":
                 opened.append(acquisition.day)
         if not scored or not truth.any():

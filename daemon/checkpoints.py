@@ -1,6 +1,6 @@
 """Checkpoints written on a thread of their own, one at a time.
 
-The consumer takes a snapshot (changed state rows, packed; decisions and dead letters since the
+The consumer takes a snapshot (changed state rows, packed; decisions, alerts and dead letters since the
 last one; the source offsets) and goes on stepping the next batches while this writer commits
 the snapshot in one store transaction; the database releases the GIL while it works. Only one
 write is in flight: the next snapshot waits for it, which bounds memory and keeps commits in
@@ -36,6 +36,7 @@ class Snapshot:
     dead_letters: list[dict[str, Any]]
     offsets: dict[tuple[str, int], int]
     epochs: dict[int, int] = field(default_factory=dict)  # shard -> the writer's claim
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # store rows of flood alerts
     taken_at: float = field(default_factory=time.perf_counter)
 
 
@@ -88,6 +89,7 @@ class CheckpointWriter:
                 for model, rows in snapshot.rows.items():
                     self.store.save_states(conn, model, rows)
                 self.store.insert_decisions(conn, snapshot.decisions)
+                self.store.insert_alerts(conn, snapshot.alerts)
                 self.store.insert_dead_letters(conn, snapshot.dead_letters)
                 self.store.save_offsets(conn, self.group, snapshot.offsets)
         except FencedError:

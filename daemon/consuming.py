@@ -20,11 +20,13 @@ import sqlalchemy as sa
 from eowatch.contract.messages import Decision, ObservationChunk
 
 from .bus.base import Bus, BusConsumer, BusError, Record
+from .areas import alert_row
 from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
 from .metrics import Metrics
 from .outcomes import BatchOutput, dead_letter, decode
 from .output import OutputStage
 from .processing import Processor
+from .state import StateTable
 from .store.store import Store
 from .store.tables import utcnow
 
@@ -55,6 +57,7 @@ class Consumer:
         self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
         self.pending_decisions: list[dict[str, Any]] = []      # rows, for the next checkpoint
         self.pending_dead_letters: list[dict[str, Any]] = []
+        self.pending_alerts: list[dict[str, Any]] = []
         self.writer = CheckpointWriter(store, group, metrics)
         self.offsets: dict[tuple[str, int], int] = {}
         self.epochs: dict[int, int] = {}  # shard -> the claim this member holds
@@ -153,7 +156,8 @@ class Consumer:
                 key = (r.topic, r.partition)
                 self.offsets[key] = max(self.offsets.get(key, 0), r.offset + 1)
             self.chunks_since += len(records)
-            self.tally.update(decisions=len(out.decisions), records=len(records))
+            self.tally.update(decisions=len(out.decisions), alerts=len(out.alerts),
+                              records=len(records))
         due = self.chunks_since and (self.chunks_since >= self.checkpoint_chunks
                                      or time.monotonic() - self.last_checkpoint
                                      >= self.checkpoint_seconds)
@@ -181,13 +185,14 @@ class Consumer:
     def publish(self, out: BatchOutput) -> None:
         """Hand a micro-batch's outputs to the output stage; keep them for the checkpoint."""
         try:
-            self.output.put(out.decisions, out.dead_letters)
+            self.output.put(out.decisions, out.dead_letters, out.alerts)
         except BusError:  # stopping: the state holds steps whose outputs are not queued
             self.unsettled = True
             raise
         for letter in out.dead_letters:  # counted here: a retried wave drops its first try's
             self.metrics.dead_letters.labels(letter["reason"]).inc()
         self.pending_decisions += [decision_row(d) for d in out.decisions]
+        self.pending_alerts += [alert_row(a) for a in out.alerts]
         self.pending_dead_letters += out.dead_letters
 
     def checkpoint(self, commit_to_bus: bool = True, durable: bool = True) -> None:
@@ -195,7 +200,7 @@ class Consumer:
         checkpoint and the source offsets, and hand them to the writer (one store transaction
         on its own thread); with ``durable``, wait until it is committed. Once a write is
         durable, its offsets also go to the bus, for lag tools."""
-        tables = {p.model.key: p.table for p in self.processors.values()}
+        tables = self.tables()
         if self.offsets or any(t.dirty for t in tables.values()):
             if not self.output.drain():  # outputs reach the bus before the store records them
                 raise BusError("the bus has not taken the outputs yet: checkpoint put off")
@@ -205,10 +210,11 @@ class Consumer:
             row_ids = {key: list(t.dirty) for key, t in tables.items()}
             snapshot = Snapshot({key: t.checkpoint_rows(row_ids[key]) for key, t in tables.items()},
                                 row_ids, self.pending_decisions, self.pending_dead_letters,
-                                self.offsets, dict(self.epochs))
+                                self.offsets, dict(self.epochs), self.pending_alerts)
             for t in tables.values():
                 t.dirty.clear()
             self.pending_decisions, self.pending_dead_letters, self.offsets = [], [], {}
+            self.pending_alerts = []
             self.chunks_since, self.last_checkpoint = 0, time.monotonic()
             self._settled(lambda: self.writer.submit(snapshot), commit_to_bus)
         if durable:
@@ -233,16 +239,19 @@ class Consumer:
     def _restore(self, snapshot: Snapshot) -> None:
         """Take a snapshot that was not written back into the next, less what this member
         has let go of since (rows of dropped shards, offsets of partitions it no longer has)."""
-        for processor in self.processors.values():
-            table = processor.table
-            table.dirty.update(r for r in snapshot.row_ids.get(processor.model.key, ())
-                               if table.shard[r] >= 0)
+        for key, table in self.tables().items():
+            table.dirty.update(r for r in snapshot.row_ids.get(key, ()) if table.shard[r] >= 0)
         self.pending_decisions = snapshot.decisions + self.pending_decisions
+        self.pending_alerts = snapshot.alerts + self.pending_alerts
         self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters
         owned = self.partitions_of(self.epochs)
         for key, offset in snapshot.offsets.items():
             if key in owned or not self.epochs:
                 self.offsets[key] = max(offset, self.offsets.get(key, 0))
+
+    def tables(self) -> dict[str, StateTable]:
+        """Every state table of every state model, by the key its rows are stored under."""
+        return {key: table for p in self.processors.values() for key, table in p.tables().items()}
 
     def page_out(self) -> None:
         """Drop least recently used (clean) shards while the state exceeds its budget."""

@@ -25,11 +25,21 @@ class Metrics(FeedMetrics):
         self.decisions = Counter("eowatch_decisions_total", "Crop decisions emitted",
                                  ["feed", "crop", "forced"], registry=r)
         self.step_seconds = Histogram(
-            "eowatch_model_step_seconds", "Duration of one batched model step", registry=r,
+            "eowatch_model_step_seconds", "Duration of one batched model step, by kind of "
+            "target (parcels: the crop model; cells: the flood model)", ["targets"], registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         self.batch_parcels = Histogram(
-            "eowatch_model_step_parcels", "Parcels in one batched model step", registry=r,
+            "eowatch_model_step_parcels", "Targets in one batched model step", ["targets"],
+            registry=r,
             buckets=(1, 16, 64, 256, 1024, 4096, 16384, 65536))
+        self.alerts = Counter("eowatch_alerts_total", "Flood alerts emitted, by kind",
+                              ["kind"], registry=r)
+        # per area: areas are a short list an operator imports, not millions of targets
+        self.flood_open = Gauge("eowatch_area_flood_open",
+                                "1 while the area has an open flood event", ["area"], registry=r)
+        self.flooded_km2 = Gauge("eowatch_area_flooded_km2",
+                                 "Flooded km² of the area at its last observation", ["area"],
+                                 registry=r)
         self.consumer_lag = Gauge("eowatch_consumer_lag_messages",
                                   "Messages behind the end of the assigned partitions",
                                   registry=r)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 class BatchOutput:
     decisions: list[Decision] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # flood.* messages
 
 
 def summary(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""The output stage: publishes decisions and dead letters on its own thread, behind a bounded
+"""The output stage: publishes decisions, alerts and dead letters on its own thread, behind a bounded
 queue, so the model steps the next micro-batch while the bus takes the last one's outputs.
 
 A full queue blocks the step (backpressure); a checkpoint first waits until every queued output
@@ -31,6 +31,11 @@ def dead_letter_messages(dead_letters: list[dict]) -> list[OutMessage]:
                        d["partition"]) for d in dead_letters]
 
 
+def alert_messages(alerts: list[dict]) -> list[OutMessage]:
+    return [OutMessage(a["area_id"].encode(), json.dumps(a).encode(), a["shard"])
+            for a in alerts]
+
+
 class OutputStage:
     def __init__(self, bus: Bus, topics: dict[str, str], metrics: Metrics,
                  max_batches: int = 8, retry_seconds: float = 1.0,
@@ -42,9 +47,11 @@ class OutputStage:
         self.thread = threading.Thread(target=self._run, name="output", daemon=True)
         self.thread.start()
 
-    def put(self, decisions: list[Decision], dead_letters: list[dict]) -> None:
+    def put(self, decisions: list[Decision], dead_letters: list[dict],
+            alerts: list[dict] | None = None) -> None:
         """Queue one micro-batch's outputs; blocks while the queue is full (backpressure)."""
         for topic, messages in (("decisions", decision_messages(decisions)),
+                                ("alerts", alert_messages(alerts or [])),
                                 ("deadletter", dead_letter_messages(dead_letters))):
             if messages:
                 self._put((self.topics[topic], messages))

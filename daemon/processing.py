@@ -67,14 +67,21 @@ class Processor:
         mask = np.isin(self.registry.shards, missing)
         self.table.add(np.asarray(self.registry.index[mask], dtype=object),
                        self.registry.shards[mask])
-        # a few shards at a time: a million records in one piece cost more in fresh memory
-        # (page faults) than in reading them
-        for start in range(0, len(missing), LOAD_SHARDS_AT_ONCE):
-            self.table.restore(self.load_states(self.model.key,
-                                                missing[start:start + LOAD_SHARDS_AT_ONCE]))
+        self.restore(self.table, self.model.key, missing)
         self.metrics.shard_loads.inc(len(missing))
         self.metrics.shard_load_seconds.observe(time.perf_counter() - started)
         self.metrics.targets_tracked.labels(self.model.targets).set(len(self.table))
+
+    def restore(self, table: StateTable, key: str, shards: list[int]) -> None:
+        """Load the checkpointed rows of ``shards`` stored under ``key`` into ``table``; a few
+        shards at a time: a million records in one piece cost more in fresh memory (page
+        faults) than in reading them."""
+        for start in range(0, len(shards), LOAD_SHARDS_AT_ONCE):
+            table.restore(self.load_states(key, shards[start:start + LOAD_SHARDS_AT_ONCE]))
+
+    def tables(self) -> dict[str, StateTable]:
+        """The state tables to checkpoint, by the key their rows are stored under."""
+        return {self.model.key: self.table}
 
     def drop_shards(self, shards: Iterable[int]) -> None:
         shards = [s for s in shards if s in self.loaded]
@@ -242,6 +249,11 @@ class Processor:
         self.step(rows, batch)
         for feed in pd.unique(batch.feed):
             self.metrics.observations.labels(feed).inc(int((batch.feed == feed).sum()))
+        self.conclude(rows, batch, out)
+
+    def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
+        """What the targets just stepped give: decisions of those whose rule fires."""
+        t = self.table
         fire = self.model.fires(t.p_stop[rows]) & ~t.decided[rows]
         if fire.any():
             self.decide(rows[fire], batch.feed[fire], forced=False, out=out)
@@ -265,8 +277,9 @@ class Processor:
             started = time.perf_counter()
             state, outputs, p_stop = self.model.step(t.state[index], values[part], days[part])
             t.state[index] = state
-            self.metrics.step_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_parcels.observe(len(at))
+            self.metrics.step_seconds.labels(self.model.targets).observe(
+                time.perf_counter() - started)
+            self.metrics.batch_parcels.labels(self.model.targets).observe(len(at))
             # bookkeeping moves with the state, slice by slice: a retried wave finds the
             # stepped parcels' last acquisition time and skips them as duplicates
             t.outputs[at] = outputs.cpu().numpy()

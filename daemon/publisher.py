@@ -1,5 +1,5 @@
 """The daemon's side of the feed seam: publishing onto the bus with the feed's cursor, and the
-registered parcels feeds observe (``eowatch.contract.feeds.FeedHost``)."""
+registered parcels and areas feeds observe (``eowatch.contract.feeds.FeedHost``)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ class Publisher:
 
     def upsert_parcels(self, rows: Sequence[dict[str, Any]]) -> None:
         self.store.upsert_parcels(rows)
+
+    def areas(self) -> list[dict[str, Any]]:
+        return self.store.list_areas()
+
+    def upsert_area(self, row: dict[str, Any], grid: dict[str, Any],
+                    cells: Sequence[dict[str, Any]]) -> None:
+        self.store.upsert_areas([row])
+        self.store.replace_cells(row["id"], grid, cells)

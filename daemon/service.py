@@ -17,11 +17,12 @@ from eowatch import __version__
 from eowatch.contract.feeds import Feed, FeedContext
 from eowatch.contract.registry import check_config_keys, feed_spec, load_feed_settings
 from eowatch.errors import EowatchError
-from eowatch.models.artifact import ModelMetadata, load_artifact
+from eowatch.models.artifact import LoadedModel, ModelMetadata, load_artifact
 from eowatch.settings import Settings
 
 from . import scheduler as jobs
 from .api import create_app
+from .areas import AreaProcessor, FloodModel
 from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
@@ -29,7 +30,7 @@ from .consuming import Consumer
 from .metrics import Metrics
 from .processing import Processor
 from .publisher import Publisher
-from .registry import parcel_registry
+from .registry import TargetRegistry, parcel_registry
 from .state_model import CropModel
 from .store.store import Store
 
@@ -101,6 +102,20 @@ def build_feeds(settings: Settings, context: FeedContext,
     return feeds
 
 
+def check_feed(feed: Feed, crop: LoadedModel) -> None:
+    """Refuse a feed whose bands are not those of the state model of its targets."""
+    if feed.targets == "parcels":
+        crop.check_bands(feed.name, feed.band_names)
+    elif feed.targets == "cells":
+        if tuple(feed.band_names) != FloodModel.band_names:
+            raise EowatchError(f"feed {feed.name!r} observes cells with bands "
+                               f"{list(feed.band_names)}; the flood model reads "
+                               f"{list(FloodModel.band_names)}")
+    else:
+        raise EowatchError(f"feed {feed.name!r} observes {feed.targets!r}; this daemon runs "
+                           "state models for parcels and cells")
+
+
 def resolve_season_start(settings: Settings, model: ModelMetadata) -> str:
     """The season start of parcels registered without one: the setting, else the model's."""
     start = settings.season_start or model.season_start
@@ -135,7 +150,7 @@ class Daemon:
             Publisher(self.bus, self.store, self.topics["observations"]),
             self.model.metadata.band_names, settings.shards, self.metrics), feed_settings)
         for adapter in self.adapters:
-            self.model.check_bands(adapter.name, adapter.band_names)
+            check_feed(adapter, self.model)
         self.processor = Processor(
             CropModel(self.model, settings.stop_threshold), parcel_registry(self.store),
             self.metrics, settings.min_valid_fraction,
@@ -143,8 +158,12 @@ class Daemon:
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
             step_batch=settings.step_batch)
+        self.areas = AreaProcessor(TargetRegistry(self.store.cell_columns), self.metrics,
+                                   settings.min_valid_fraction, self.store.area_grid,
+                                   load_states=self.store.load_states,
+                                   budget_bytes=settings.state_budget_bytes)
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
-                                 [self.processor], self.metrics, settings.shards,
+                                 [self.processor, self.areas], self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
                                  settings.checkpoint_chunks, stop=self.stop_event)
         # what /readyz checks, as metrics: an outage shows on dashboards and in alerts

@@ -211,7 +211,7 @@ PACKED_COLUMNS = ("p_stop", "day", "season", "observations", "last_time", "decid
 
 def record_dtype(state_shape: tuple[int, ...], n_classes: int,
                  state_dtype: torch.dtype = torch.float32) -> np.dtype:
-    state = np.float16 if state_dtype == torch.float16 else np.float32
+    state = {torch.float16: np.float16, torch.float64: np.float64}.get(state_dtype, np.float32)
     return np.dtype([("state", state, state_shape), ("log_probs", np.float32, (n_classes,)),
                      ("p_stop", np.float32), ("day", np.float32), ("season", np.int64),
                      ("observations", np.int64), ("last_time", np.float64), ("decided", bool)])
@@ -219,7 +219,7 @@ def record_dtype(state_shape: tuple[int, ...], n_classes: int,
 
 def unpack(data: bytes, state_shape: tuple[int, ...], n_classes: int) -> dict[str, Any]:
     """One packed record as plain values (state left out), for the API."""
-    for state_dtype in (torch.float32, torch.float16):
+    for state_dtype in (torch.float32, torch.float16, torch.float64):
         dtype = record_dtype(state_shape, n_classes, state_dtype)
         if len(data) == dtype.itemsize:
             record = np.frombuffer(data, dtype)[0]

@@ -103,3 +103,34 @@ def cell_rows(grid: CellGrid, shards: int) -> list[dict[str, Any]]:
 
 def grid_of(area_id: str, geojson: str, size: float = DEFAULT_CELL_METRES) -> CellGrid:
     return CellGrid.of(area_id, shapely.geometry.shape(json.loads(geojson)), size)
+
+
+def parse_cell_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(area ids, rows, cols) of cell ids ``<area id>/<row>-<col>`` (area ids may hold '/')."""
+    parts = [i.rpartition("/") for i in ids.tolist()]
+    position = [p[2].partition("-") for p in parts]
+    return (np.array([p[0] for p in parts], dtype=object),
+            np.array([int(p[0]) for p in position], np.int64),
+            np.array([int(p[2]) for p in position], np.int64))
+
+
+def extent(grid: dict[str, Any], rows: np.ndarray, cols: np.ndarray) -> dict[str, Any]:
+    """The cells (rows, cols of the grid ``definition``) dissolved into one GeoJSON
+    MultiPolygon in WGS 84, coordinates to 1e-6° (0.1 m)."""
+    from rasterio.features import shapes
+    from rasterio.transform import Affine
+
+    if len(rows) == 0:
+        return {"type": "MultiPolygon", "coordinates": []}
+    r0, c0 = int(rows.min()), int(cols.min())
+    mask = np.zeros((int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1), np.uint8)
+    mask[rows - r0, cols - c0] = 1
+    size = grid["size"]
+    transform = Affine(size, 0, grid["x0"] + c0 * size, 0, -size, grid["y1"] - r0 * size)
+    polygons = [shapely.geometry.shape(g) for g, _ in shapes(mask, mask.astype(bool),
+                                                                 transform=transform)]
+    dissolved = shapely.set_precision(
+        reproject(shapely.MultiPolygon(polygons), grid["epsg"], 4326), 1e-6)
+    if dissolved.geom_type == "Polygon":
+        dissolved = shapely.MultiPolygon([dissolved])
+    return shapely.geometry.mapping(dissolved)

@@ -41,8 +41,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+
+# what an observation of a cell carries: mean VV and VH backscatter in dB (averaged in linear
+# power), the mean incidence angle in degrees, and the relative orbit of the acquisition
+BANDS = ("VV", "VH", "incidence", "orbit")
+VERSION = "flood-1"        # the layout of the packed state below; a new layout, a new version
 
 WATER_VV_DB, WATER_VH_DB = -22.0, -28.0   # open water, C-band VV/VH (GFM, Martinis et al. 2015)
 WATER_SIGMA_DB = 2.0       # spread of calm-to-wind-roughened water
@@ -63,23 +70,47 @@ WARMING_UP, DRY, FLOODED, REFERENCE_WATER, EXCLUDED = range(5)
 STATUS_NAMES = ("warming_up", "dry", "flooded", "reference_water", "excluded")
 
 
+# one cell's state, packed in one float64 vector (the consumer keeps it as a row of its
+# state table and checkpoints it as is): per orbit slot its relative orbit, observation count,
+# VV/VH mean and variance and previous VV; then whether the cell is flooded
+STATE_WIDTH = ORBIT_SLOTS * 7 + 1
+
+
 @dataclass
 class FloodState:
-    """The model's state for n cells, as arrays (the consumer keeps them per shard)."""
+    """The model's state for n cells, as views into one packed [n, STATE_WIDTH] array."""
 
+    packed: np.ndarray     # [n, STATE_WIDTH] float64: what the views below look into
     orbit: np.ndarray      # [n, K] relative orbit of each slot, -1 free
     count: np.ndarray      # [n, K]
     mean: np.ndarray       # [n, K, 2] VV, VH dB
     var: np.ndarray        # [n, K, 2]
     last_vv: np.ndarray    # [n, K] previous VV dB of this orbit
-    flooded: np.ndarray    # [n] bool
+    flooded: np.ndarray    # [n] 1.0 while flooded
+
+    @classmethod
+    def of(cls, packed: np.ndarray) -> FloodState:
+        """Views into ``packed`` (writes through them change it)."""
+        if packed.dtype != np.float64 or packed.ndim != 2 or packed.shape[1] != STATE_WIDTH:
+            raise ValueError(f"flood state must be float64 [n, {STATE_WIDTH}], not "
+                             f"{packed.dtype} {list(packed.shape)}")
+        k, n = ORBIT_SLOTS, len(packed)
+        return cls(packed, packed[:, 0:k], packed[:, k:2 * k],
+                   packed[:, 2 * k:4 * k].reshape(n, k, 2),
+                   packed[:, 4 * k:6 * k].reshape(n, k, 2), packed[:, 6 * k:7 * k],
+                   packed[:, 7 * k])
+
+    @staticmethod
+    def initial(n: int) -> np.ndarray:
+        """The packed state of n cells never observed."""
+        packed = np.zeros((n, STATE_WIDTH))
+        packed[:, 0:ORBIT_SLOTS] = -1
+        packed[:, 6 * ORBIT_SLOTS:7 * ORBIT_SLOTS] = np.nan
+        return packed
 
     @classmethod
     def empty(cls, n: int) -> FloodState:
-        return cls(np.full((n, ORBIT_SLOTS), -1, np.int64),
-                   np.zeros((n, ORBIT_SLOTS), np.int64),
-                   np.zeros((n, ORBIT_SLOTS, 2)), np.zeros((n, ORBIT_SLOTS, 2)),
-                   np.full((n, ORBIT_SLOTS), np.nan), np.zeros(n, bool))
+        return cls.of(cls.initial(n))
 
 
 def _log_normal_pdf(x: np.ndarray, mean: np.ndarray, sigma: np.ndarray | float
@@ -87,23 +118,42 @@ def _log_normal_pdf(x: np.ndarray, mean: np.ndarray, sigma: np.ndarray | float
     return -0.5 * ((x - mean) / sigma) ** 2 - np.log(sigma)
 
 
-def _slots(state: FloodState, cells: np.ndarray, orbit: int) -> np.ndarray:
-    """The slot of ``orbit`` for each cell, taking a free (or the least used) slot if new."""
-    mine = state.orbit[cells] == orbit
+def _slots(state: FloodState, cells: np.ndarray, orbit: np.ndarray) -> np.ndarray:
+    """The slot of each cell's ``orbit``, taking a free (or the least used) slot if new."""
+    mine = state.orbit[cells] == orbit[:, None]
     slot = np.argmax(mine, axis=1)
     new = ~mine.any(axis=1)
     if new.any():
         free = np.where(state.orbit[cells[new]] < 0, 0, state.count[cells[new]] + 1)
         slot[new] = np.argmin(free, axis=1)
-        state.orbit[cells[new], slot[new]] = orbit
+        state.orbit[cells[new], slot[new]] = orbit[new]
         state.count[cells[new], slot[new]] = 0
+        state.mean[cells[new], slot[new]] = 0
+        state.var[cells[new], slot[new]] = 0
         state.last_vv[cells[new], slot[new]] = np.nan
     return slot
 
 
-def step(state: FloodState, cells: np.ndarray, orbit: int, vv_db: np.ndarray,
-         vh_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one acquisition of one orbit to ``cells``; returns (status, flood probability)."""
+def _darkened(vv_db: np.ndarray, mean_vv: np.ndarray, bright: np.ndarray,
+              groups: np.ndarray) -> np.ndarray:
+    """Per cell: whether its group (an area's cells in one acquisition) is a darkened scene."""
+    darkened = np.zeros(len(vv_db), bool)
+    for group in np.unique(groups[bright]):
+        members = bright & (groups == group)
+        if members.sum() >= SCENE_MIN_CELLS and \
+                np.median(vv_db[members] - mean_vv[members]) <= -SCENE_DROP_DB:
+            darkened |= groups == group
+    return darkened
+
+
+def step(state: FloodState, cells: np.ndarray, orbit: int | np.ndarray, vv_db: np.ndarray,
+         vh_db: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one observation to each of ``cells`` (distinct); returns (status, flood
+    probability). ``orbit``: the relative orbit, one for all or one per cell; ``groups``: which
+    cells judge a darkened scene together (an area's cells in one acquisition; default all)."""
+    cells = np.asarray(cells)
+    orbit = np.broadcast_to(np.asarray(orbit, np.float64), cells.shape)
+    groups = np.zeros(len(cells), np.int64) if groups is None else np.asarray(groups)
     slot = _slots(state, cells, orbit)
     count = state.count[cells, slot]
     mean = state.mean[cells, slot]                      # [m, 2]
@@ -117,16 +167,15 @@ def step(state: FloodState, cells: np.ndarray, orbit: int, vv_db: np.ndarray,
     reference = ready & (mean[:, 0] <= WATER_LIKE_DB)
     bright = ready & (mean[:, 0] > BRIGHT_DB)
     previous = state.last_vv[cells, slot]
-    was = state.flooded[cells]
+    was = state.flooded[cells] > 0
     base = np.where(was | np.isnan(previous), mean[:, 0], previous)
-    dropped = (base - vv_db) >= DROP_DB
-    darkened = (bright.sum() >= SCENE_MIN_CELLS
-                and np.median(vv_db[bright] - mean[bright, 0]) <= -SCENE_DROP_DB)
-    wet = vv_db <= WATER_VV_DB + 2 * WATER_SIGMA_DB  # water-like in absolute terms too
-    opens = (p >= P_OPEN) & dropped & wet & (not darkened)
+    dropped = (base - x[:, 0]) >= DROP_DB
+    darkened = _darkened(x[:, 0], mean[:, 0], bright, groups)
+    wet = x[:, 0] <= WATER_VV_DB + 2 * WATER_SIGMA_DB  # water-like in absolute terms too
+    opens = (p >= P_OPEN) & dropped & wet & ~darkened
     flooded = ready & ~reference & ~bright & np.where(was, p >= P_STAY, opens)
     # the normal model learns from what is neither flood water nor a darkened scene
-    learn = ~flooded & (not darkened)
+    learn = ~flooded & ~darkened
     rows, learn_slot = cells[learn], slot[learn]
     n = state.count[rows, learn_slot] + 1
     weight = np.where(n <= WARMUP, 1.0 / n, ALPHA)[:, None]
@@ -135,7 +184,7 @@ def step(state: FloodState, cells: np.ndarray, orbit: int, vv_db: np.ndarray,
     state.var[rows, learn_slot] = (1 - weight) * (state.var[rows, learn_slot]
                                                   + weight * delta ** 2)
     state.count[rows, learn_slot] = n
-    state.last_vv[cells, slot] = vv_db
+    state.last_vv[cells, slot] = x[:, 0]
     state.flooded[cells] = flooded
     status = np.full(len(cells), DRY)
     status[~ready] = WARMING_UP
@@ -155,48 +204,66 @@ class EventRule:
     update_change: float = 0.1   # relative change of flooded km² that makes an update
 
 
-@dataclass
-class _Open:
-    event_id: str
-    flooded_km2: float
-    below: int = 0
+# an area's event state, packed in one float64 vector (a row of the consumer's area table):
+# whether an event is open, the time of the observation that opened it (unix seconds), the
+# flooded km² its last message reported, and the observations below the rule since
+EVENT_WIDTH = 4
+OPEN, OPENED_AT, REPORTED_KM2, BELOW = range(EVENT_WIDTH)
+
+
+def iso_time(unix_seconds: float) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="seconds")
+
+
+def event_id(area_id: str, opened_at: float) -> str:
+    """Deterministic: a replay opens the same event, never a second."""
+    return hashlib.sha256(f"{area_id}|{iso_time(opened_at)}".encode()).hexdigest()[:32]
+
+
+def observe_area(event: np.ndarray, area_id: str, observed_at: float, status: np.ndarray,
+                 p: np.ndarray, cell_km2: float, rule: EventRule = EventRule()
+                 ) -> dict[str, Any] | None:
+    """The message (``flood.opened``, ``flood.updated``, ``flood.closed``) that one observation
+    of an area's cells gives, if any; updates the area's packed ``event`` state in place.
+    ``observed_at``: the acquisition time (unix seconds), which also makes the event id."""
+    observable = np.isin(status, (DRY, FLOODED))
+    flooded = status == FLOODED
+    km2 = float(flooded.sum() * cell_km2)
+    share = float(flooded.sum() / max(1, observable.sum()))
+    above = km2 >= rule.min_km2 and share >= rule.min_share
+    body = {"area_id": area_id, "observed_at": iso_time(observed_at),
+            "flooded_km2": round(km2, 4),
+            "observable_km2": round(float(observable.sum() * cell_km2), 4),
+            "mean_likelihood": round(float(p[flooded].mean()) if flooded.any() else 0.0, 4)}
+    if not event[OPEN]:
+        if not above:
+            return None
+        event[:] = (1.0, observed_at, km2, 0.0)
+        return {"kind": "flood.opened", "event_id": event_id(area_id, observed_at), **body}
+    opened = event_id(area_id, float(event[OPENED_AT]))
+    if not above:
+        event[BELOW] += 1
+        if event[BELOW] < rule.close_after:
+            return None
+        event[:] = (0.0, 0.0, 0.0, 0.0)
+        return {"kind": "flood.closed", "event_id": opened, **body}
+    event[BELOW] = 0
+    if abs(km2 - event[REPORTED_KM2]) <= rule.update_change * event[REPORTED_KM2]:
+        return None
+    event[REPORTED_KM2] = km2
+    return {"kind": "flood.updated", "event_id": opened, **body}
 
 
 class AreaEvents:
-    """Flood events per area from its cells' status after each observation."""
+    """Flood events of several areas, each area's state kept here (the consumer keeps them
+    in its state table instead)."""
 
     def __init__(self, rule: EventRule = EventRule()) -> None:
         self.rule = rule
-        self.open: dict[str, _Open] = {}
+        self.events: dict[str, np.ndarray] = {}
 
-    def observe(self, area_id: str, observed_at: str, status: np.ndarray, p: np.ndarray,
-                cell_km2: float) -> list[dict[str, object]]:
-        """Messages (``flood.opened``, ``flood.updated``, ``flood.closed``) that one observation
-        of the area's cells gives; ``observed_at``: the acquisition time (ISO 8601), which also
-        makes the event id, so a replay opens the same event, never a second."""
-        observable = np.isin(status, (DRY, FLOODED))
-        flooded = status == FLOODED
-        km2 = float(flooded.sum() * cell_km2)
-        share = float(flooded.sum() / max(1, observable.sum()))
-        above = km2 >= self.rule.min_km2 and share >= self.rule.min_share
-        body = {"area_id": area_id, "observed_at": observed_at, "flooded_km2": round(km2, 4),
-                "observable_km2": round(float(observable.sum() * cell_km2), 4),
-                "mean_likelihood": round(float(p[flooded].mean()) if flooded.any() else 0.0, 4)}
-        event = self.open.get(area_id)
-        if event is None:
-            if not above:
-                return []
-            event_id = hashlib.sha256(f"{area_id}|{observed_at}".encode()).hexdigest()[:32]
-            self.open[area_id] = _Open(event_id, km2)
-            return [{"kind": "flood.opened", "event_id": event_id, **body}]
-        if not above:
-            event.below += 1
-            if event.below < self.rule.close_after:
-                return []
-            del self.open[area_id]
-            return [{"kind": "flood.closed", "event_id": event.event_id, **body}]
-        event.below = 0
-        if abs(km2 - event.flooded_km2) <= self.rule.update_change * event.flooded_km2:
-            return []
-        event.flooded_km2 = km2
-        return [{"kind": "flood.updated", "event_id": event.event_id, **body}]
+    def observe(self, area_id: str, observed_at: float, status: np.ndarray, p: np.ndarray,
+                cell_km2: float) -> list[dict[str, Any]]:
+        event = self.events.setdefault(area_id, np.zeros(EVENT_WIDTH))
+        message = observe_area(event, area_id, observed_at, status, p, cell_km2, self.rule)
+        return [] if message is None else [message]

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from eowatch.errors import EowatchError
 
 from .tables import (
+    ALERTS,
     AREAS,
     CELLS,
     CONSUMER_OFFSETS,
@@ -87,7 +88,7 @@ def decision_view(row: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class DecisionPage:
+class Page:
     items: list[dict[str, Any]]
     total: int
 
@@ -167,6 +168,13 @@ class Store:
         start of their own: None)."""
         rows = self._fetch_all(sa.select(CELLS.c.id, CELLS.c.shard))
         return [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows)
+
+    def area_grid(self, area_id: str) -> dict[str, Any] | None:
+        """An area's grid definition (eowatch.cells.CellGrid.definition), None if it has none."""
+        with self.engine.connect() as conn:
+            grid = conn.execute(sa.select(AREAS.c.grid).where(AREAS.c.id == area_id)
+                                ).scalar_one_or_none()
+        return json.loads(grid) if grid else None
 
     def area_cells(self, area_id: str) -> tuple[dict[str, Any] | None, int]:
         """An area's grid definition and its number of cells."""
@@ -367,7 +375,7 @@ class Store:
 
     def list_decisions(self, *, crop: str | None = None, feed: str | None = None,
                        since: datetime | None = None, until: datetime | None = None,
-                       limit: int = 100, offset: int = 0) -> DecisionPage:
+                       limit: int = 100, offset: int = 0) -> Page:
         table = DECISIONS
         conditions = []
         if crop:
@@ -386,7 +394,7 @@ class Store:
                                 .order_by(table.c.acquired_at, table.c.decision_id)
                                 .limit(limit).offset(offset)).mappings()
             items = [decision_view(r) for r in rows]
-        return DecisionPage(items, int(total))
+        return Page(items, int(total))
 
     def decisions_for(self, parcel_id: str) -> list[dict[str, Any]]:
         table = DECISIONS
@@ -394,6 +402,68 @@ class Store:
             rows = conn.execute(sa.select(table).where(table.c.parcel_id == parcel_id)
                                 .order_by(table.c.season)).mappings()
             return [decision_view(r) for r in rows]
+
+    @staticmethod
+    def insert_alerts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert by deterministic id: a replayed alert is stored once."""
+        now = utcnow()
+        _upsert(conn, ALERTS, [{**r, "created_at": now} for r in rows], ["alert_id"],
+                update=False)
+
+    def list_alerts(self, *, area: str | None = None, kind: str | None = None,
+                    since: datetime | None = None, limit: int = 100, offset: int = 0
+                    ) -> Page:
+        """Alerts (their messages), oldest observation first; ``since``: observed at or
+        after."""
+        table = ALERTS
+        conditions = []
+        if area:
+            conditions.append(table.c.area_id == area)
+        if kind:
+            conditions.append(table.c.kind == kind)
+        if since:
+            conditions.append(table.c.observed_at >= since)
+        where = sa.and_(sa.true(), *conditions)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)
+                                 ).scalar_one()
+            rows = conn.execute(sa.select(table.c.payload).where(where)
+                                .order_by(table.c.observed_at, table.c.alert_id)
+                                .limit(limit).offset(offset)).scalars()
+            items = [json.loads(r) for r in rows]
+        return Page(items, int(total))
+
+    def list_areas(self) -> list[dict[str, Any]]:
+        """Every area: id, name, geometry (GeoJSON), source and grid definition (or None)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(AREAS.c.id, AREAS.c.name, AREAS.c.geometry,
+                                          AREAS.c.source, AREAS.c.grid)
+                                .order_by(AREAS.c.id)).mappings().all()
+        return [{**r, "grid": json.loads(r["grid"]) if r["grid"] else None} for r in rows]
+
+    def get_area(self, area_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(AREAS).where(AREAS.c.id == area_id)).mappings().first()
+        if row is None:
+            return None
+        area = dict(row)
+        area["grid"] = json.loads(area["grid"]) if area["grid"] else None
+        return area
+
+    def area_states(self, model: str, area_id: str
+                    ) -> tuple[list[str], list[int], list[int], list[bytes | None]]:
+        """(cell ids, rows, cols, checkpointed state or None) of an area's cells under
+        ``model``."""
+        state = TARGET_STATE
+        rows = self._fetch_all(
+            sa.select(CELLS.c.id, CELLS.c.row, CELLS.c.col, state.c.data)
+            .select_from(CELLS.outerjoin(state, sa.and_(state.c.target_id == CELLS.c.id,
+                                                        state.c.model == model)))
+            .where(CELLS.c.area_id == area_id).order_by(CELLS.c.row, CELLS.c.col))
+        if not rows:
+            return [], [], [], []
+        ids, r, c, data = zip(*rows, strict=True)
+        return list(ids), list(r), list(c), list(data)
 
     def dead_letter_counts(self) -> dict[str, int]:
         table = DEAD_LETTERS

@@ -132,10 +132,16 @@ class DecisionRow(SQLModel, table=True):
 
 
 class AlertRow(SQLModel, table=True):
+    """A flood alert (flood.opened, flood.updated, flood.closed): the message as JSON, with
+    the columns the API filters on. The id is deterministic: a replay stores it once."""
+
     __tablename__ = "alerts"
     alert_id: str = Field(primary_key=True)
     area_id: str = Field(index=True)
     kind: str
+    event_id: str | None = Field(default=None, index=True)
+    observed_at: datetime | None = Field(default=None, sa_column=_time(index=True,
+                                                                       nullable=True))
     payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 

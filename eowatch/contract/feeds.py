@@ -43,6 +43,14 @@ class FeedHost(Protocol):
         """Register parcels a feed brings with it (id, shard, geometry, label, season start,
         source)."""
 
+    def areas(self) -> list[dict[str, Any]]:
+        """Registered areas: id, name, WGS84 GeoJSON geometry and cell grid definition."""
+
+    def upsert_area(self, row: dict[str, Any], grid: dict[str, Any],
+                    cells: Sequence[dict[str, Any]]) -> None:
+        """Register an area a feed brings with it (id, name, geometry, source) with its grid
+        and cells (eowatch.cells.cell_rows)."""
+
 
 class Feed(ABC):
     """A feed: ``poll`` publishes what is new since the cursor and returns the chunk count."""
@@ -50,6 +58,7 @@ class Feed(ABC):
     name: str
     interval_seconds: float
     band_names: tuple[str, ...]
+    targets: str = "parcels"  # what it observes: parcels (the crop model), cells (floods)
 
     @abstractmethod
     def poll(self) -> int: ...

@@ -65,7 +65,7 @@ def test_a_scene_darkened_everywhere_opens_no_flood(monkeypatch):
     opened, most = [], 0.0
     for acquisition, status, p in play(sim, 2 * 365):
         most = max(most, float(np.mean(status == FLOODED)))
-        opened += [m for m in events.observe("a", str(acquisition.day), status, p, CELL_KM2)
+        opened += [m for m in events.observe("a", acquisition.day * 86400, status, p, CELL_KM2)
                    if m["kind"] == "flood.opened"]
     assert opened == [] and most < 0.005   # a few cells of 4,800 at most, never an event
 
@@ -79,10 +79,9 @@ def test_events_open_once_update_and_close_after_the_set_observations():
     wider[:200] = FLOODED
     p = np.full(1000, 0.9)
     kinds = [m["kind"] for when, status in
-             [("t0", dry), ("t1", wet), ("t2", wet), ("t3", wider), ("t4", dry), ("t5", dry),
-              ("t6", dry)] for m in events.observe("river", when, status, p, CELL_KM2)]
+             [(0, dry), (1, wet), (2, wet), (3, wider), (4, dry), (5, dry), (6, dry)] for m in events.observe("river", when * 86400.0, status, p, CELL_KM2)]
     assert kinds == ["flood.opened", "flood.updated", "flood.closed"]
-    again = AreaEvents().observe("river", "t1", wet, p, CELL_KM2)[0]
-    assert again["event_id"] == AreaEvents().observe("river", "t1", wet, p, CELL_KM2)[0][
+    again = AreaEvents().observe("river", 86400.0, wet, p, CELL_KM2)[0]
+    assert again["event_id"] == AreaEvents().observe("river", 86400.0, wet, p, CELL_KM2)[0][
         "event_id"]  # a replay opens the same event
     assert again["flooded_km2"] == pytest.approx(0.16)

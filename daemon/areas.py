@@ -1,0 +1,203 @@
+"""Areas watched for floods: the flood change model (models/flood.py) as the state model of
+cells, and the processor that turns each area's cells into flood events.
+
+Cells are stepped by the machinery every state model shares (processing.py: dense state,
+checkpoints with offsets, shards, dead letters); what is particular to them: no seasons (the
+normal backscatter is learned on and on), the darkened-scene rule judged per area and
+acquisition, and after each acquisition one verdict per area. Each area's event state (open or
+not, since when, ...) is a row of a second state table under ``<model key>/areas``, in the
+area's shard: it is checkpointed in the same transaction as the cells and the source offsets,
+so a replay after a crash reaches the same events, with the same ids, never a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eowatch.cells import extent, parse_cell_ids
+from eowatch.contract.messages import Decision
+from eowatch.models import flood
+
+from .metrics import Metrics
+from .outcomes import BatchOutput
+from .processing import Processor
+from .registry import TargetRegistry
+from .rows import Rows
+from .state import StateTable
+from .state_model import Decided
+
+log = logging.getLogger(__name__)
+STATUS, P_FLOOD = 0, 1  # the flood model's output columns
+
+
+class FloodModel:
+    """The per-cell flood change model behind the state-model protocol. Its state is float64
+    on the CPU whatever the daemon's device: numpy steps it in place, through views."""
+
+    targets = "cells"
+    key = version = flood.VERSION
+    band_names = flood.BANDS
+    state_shape = (flood.STATE_WIDTH,)
+    output_names = ("status", "p_flood")
+
+    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(flood.FloodState.initial(n)).to(device, dtype)
+
+    def step(self, state: torch.Tensor, values: torch.Tensor, days: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All rows as one group (AreaProcessor steps per area and acquisition instead)."""
+        packed = state.cpu().numpy().astype(np.float64)
+        v = values.cpu().numpy().astype(np.float64)
+        status, p = flood.step(flood.FloodState.of(packed), np.arange(len(packed)), v[:, 3],
+                               v[:, 0], v[:, 1])
+        outputs = torch.from_numpy(np.column_stack([status, p]))
+        return torch.from_numpy(packed), outputs, torch.zeros(len(packed))
+
+    def fires(self, scores: np.ndarray) -> np.ndarray:
+        return np.zeros(len(scores), bool)
+
+    def decide(self, decided: Decided) -> list[Decision]:
+        return []
+
+
+class _AreaEvents:
+    """The layout of the area table's rows: one area's event state (models/flood.py)."""
+
+    targets = "areas"
+    state_shape = (flood.EVENT_WIDTH,)
+    output_names = ("flooded_km2",)
+
+    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return torch.zeros((n, flood.EVENT_WIDTH), device=device, dtype=dtype)
+
+
+def alert_id(event_id: str, kind: str, observed_at: str) -> str:
+    return hashlib.sha256(f"{event_id}|{kind}|{observed_at}".encode()).hexdigest()[:32]
+
+
+class AreaProcessor(Processor):
+    """Steps the cells of areas and turns each area's observation into flood events."""
+
+    def __init__(self, registry: TargetRegistry, metrics: Metrics, min_valid_fraction: float,
+                 grid_of: Callable[[str], dict[str, Any] | None],
+                 load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
+                 | None = None, budget_bytes: int | None = None,
+                 rule: flood.EventRule = flood.EventRule()) -> None:
+        super().__init__(FloodModel(), registry, metrics, min_valid_fraction, "01-01",
+                         "cpu", torch.float64, load_states, budget_bytes)
+        self.areas = StateTable(_AreaEvents(), "cpu", torch.float64)  # type: ignore[arg-type]
+        self.areas_key = f"{self.model.key}/areas"
+        self.grid_of, self.rule = grid_of, rule
+        self.grids: dict[str, dict[str, Any]] = {}
+
+    def tables(self) -> dict[str, StateTable]:
+        return {self.model.key: self.table, self.areas_key: self.areas}
+
+    def restore(self, table: StateTable, key: str, shards: list[int]) -> None:
+        super().restore(table, key, shards)
+        if table is self.table:  # the areas' event state travels with their cells
+            super().restore(self.areas, self.areas_key, shards)
+            for area in self.areas.ids[self.areas.live].tolist():
+                self._report(area, self.areas.state[self.areas.lookup(
+                    np.array([area], dtype=object))[0]].numpy())
+
+    def drop_shards(self, shards: Iterable[int]) -> None:
+        shards = [s for s in shards if s in self.loaded]
+        rows = np.flatnonzero(np.isin(self.areas.shard, shards))
+        for area in self.areas.ids[rows].tolist():
+            self.metrics.flood_open.remove(area)
+            self.metrics.flooded_km2.remove(area)
+        self.areas.drop_shards(shards)
+        super().drop_shards(shards)
+
+    def seasons(self, chunk: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells have no seasons: their normal backscatter is learned on and on."""
+        return np.zeros(len(positions), np.int64), np.zeros(len(positions), np.float32)
+
+    @torch.inference_mode()
+    def step(self, rows: np.ndarray, batch: Rows) -> None:
+        """One vectorised step of every cell of the wave, in place in the packed state."""
+        t = self.table
+        started = time.perf_counter()
+        state = flood.FloodState.of(t.state.numpy())
+        values = batch.values.astype(np.float64)
+        groups = pd.factorize(pd.MultiIndex.from_arrays(
+            [parse_cell_ids(batch.target_ids)[0], batch.acquisition]))[0]
+        status, p = flood.step(state, rows, values[:, 3], values[:, 0], values[:, 1], groups)
+        self.metrics.step_seconds.labels(self.model.targets).observe(
+            time.perf_counter() - started)
+        self.metrics.batch_parcels.labels(self.model.targets).observe(len(rows))
+        t.outputs[rows, STATUS], t.outputs[rows, P_FLOOD] = status, p
+        t.observations[rows] += 1
+        t.last_time[rows] = batch.time
+        t.acquisition[rows] = batch.acquisition
+        t.dirty.update(rows.tolist())
+
+    def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
+        """One verdict per area and acquisition: the area's event opens, updates or closes."""
+        status = self.table.outputs[rows, STATUS].astype(np.int64)
+        p = self.table.outputs[rows, P_FLOOD].astype(np.float64)
+        areas, cell_rows, cell_cols = parse_cell_ids(batch.target_ids)
+        frame = pd.DataFrame({"area": areas, "acquisition": batch.acquisition})
+        for (area, acquisition), members in frame.groupby(["area", "acquisition"],
+                                                           sort=True).indices.items():
+            grid = self.grid(area)
+            if grid is None:
+                continue
+            first = members[0]
+            row = self.areas.add(np.array([area], dtype=object), batch.shards[[first]])[0]
+            if self.areas.last_time[row] >= batch.time[first]:
+                continue  # this acquisition already counted (a retried wave)
+            event = self.areas.state[row].numpy()  # a view: observe_area writes through it
+            message = flood.observe_area(event, area, float(batch.time[first]),
+                                         status[members], p[members],
+                                         (grid["size"] / 1000) ** 2, self.rule)
+            self.areas.last_time[row] = batch.time[first]
+            self.areas.observations[row] += 1
+            self.areas.acquisition[row] = acquisition
+            self.areas.dirty.add(int(row))
+            flooded = members[status[members] == flood.FLOODED]
+            self.areas.outputs[row, 0] = len(flooded) * (grid["size"] / 1000) ** 2
+            self._report(area, event)
+            if message is None:
+                continue
+            out.alerts.append({
+                "alert_id": alert_id(message["event_id"], message["kind"],
+                                     message["observed_at"]),
+                **message, "acquisition_id": acquisition, "shard": int(batch.shards[first]),
+                "sources": [str(batch.feed[first])], "model_version": self.model.version,
+                "extent": extent(grid, cell_rows[flooded], cell_cols[flooded])})
+            self.metrics.alerts.labels(message["kind"]).inc()
+
+    def _report(self, area: str, event: np.ndarray) -> None:
+        self.metrics.flood_open.labels(area).set(float(event[flood.OPEN]))
+        row = self.areas.lookup(np.array([area], dtype=object))[0]
+        self.metrics.flooded_km2.labels(area).set(float(self.areas.outputs[row, 0]))
+
+    def grid(self, area: str) -> dict[str, Any] | None:
+        """An area's grid definition, read from the store once."""
+        if area not in self.grids:
+            found = self.grid_of(area)
+            if found is None:
+                log.warning("area %s has cells but no grid: import it again", area)
+                return None
+            self.grids[area] = found
+        return self.grids[area]
+
+
+def alert_row(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert as the store keeps it: indexed columns and the message as JSON."""
+    return {"alert_id": alert["alert_id"], "area_id": alert["area_id"], "kind": alert["kind"],
+            "event_id": alert["event_id"],
+            "observed_at": datetime.fromisoformat(alert["observed_at"]),
+            "payload": json.dumps(alert)}

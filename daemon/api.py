@@ -1,9 +1,11 @@
-"""HTTP API (FastAPI; OpenAPI at /openapi.json): health, readiness, metrics, parcels, decisions."""
+"""HTTP API (FastAPI; OpenAPI at /openapi.json): health, readiness, metrics, parcels,
+decisions, areas and their flood alerts."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Response
@@ -12,10 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from eowatch import __version__
 from eowatch.models.artifact import ModelMetadata
 
+from .area_view import AreaCells
 from .bus.base import Bus
 from .metrics import Metrics
 from .state import checkpointed_parcel
-from .store.store import Store
+from .store.store import Page, Store
 
 
 def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
@@ -66,14 +69,64 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                   since: datetime | None = None, until: datetime | None = None,
                   limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
                   ) -> dict[str, Any]:
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise HTTPException(422, f"{name}={value.isoformat()} has no time zone; give "
-                                    "one, e.g. 2026-04-01T00:00:00Z")
+        aware("since", since)
+        aware("until", until)
         page = store.list_decisions(crop=crop, feed=feed, since=since, until=until,
                                     limit=limit, offset=offset)
-        following = offset + limit if offset + limit < page.total else None
-        return {"items": page.items, "total": page.total, "limit": limit, "offset": offset,
-                "next_offset": following}
+        return paged(page, limit, offset)
+
+    @app.get("/alerts", summary="Flood alerts, oldest observation first, paged")
+    def alerts(area: str | None = None,
+               kind: Literal["flood.opened", "flood.updated", "flood.closed"] | None = None,
+               since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
+               offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        aware("since", since)
+        page = store.list_alerts(area=area, kind=kind, since=since, limit=limit, offset=offset)
+        return paged(page, limit, offset)
+
+    def area_cells(area_id: str) -> tuple[dict[str, Any], AreaCells]:
+        area = store.get_area(area_id)
+        if area is None:
+            raise HTTPException(404, f"area {area_id!r} is not registered")
+        if area["grid"] is None:
+            raise HTTPException(409, f"area {area_id!r} has no cells: import it again "
+                                "(`eowatch areas import`)")
+        return area, AreaCells.of(store, area_id, area["grid"])
+
+    @app.get("/areas/{area_id}", summary="An area's cells by flood status and its open event")
+    def area(area_id: str) -> dict[str, Any]:
+        row, cells = area_cells(area_id)
+        latest = store.list_alerts(area=area_id, limit=1, newest_first=True).items
+        event = latest[0] if latest and latest[0]["kind"] != "flood.closed" else None
+        return {"id": area_id, "name": row["name"], "source": row["source"],
+                "geometry": json.loads(row["geometry"]), **cells.summary(),
+                "open_event": None if event is None else {
+                    "event_id": event["event_id"], "last_alert": event}}
+
+    @app.get("/areas/{area_id}/flood.geojson",
+             summary="The area's flooded cells, dissolved, as of the last checkpoint")
+    def flood_geojson(area_id: str) -> Response:
+        _, cells = area_cells(area_id)
+        feature = {"type": "Feature", "geometry": cells.flooded_extent(),
+                   "properties": {"area_id": area_id, **cells.summary()}}
+        return Response(json.dumps(feature), media_type="application/geo+json")
+
+    @app.get("/areas/{area_id}/flood.png", summary="A quick-look of the area's cells by status",
+             response_class=Response)
+    def flood_png(area_id: str) -> Response:
+        _, cells = area_cells(area_id)
+        return Response(cells.quicklook(), media_type="image/png")
 
     return app
+
+
+def aware(name: str, value: datetime | None) -> None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(422, f"{name}={value.isoformat()} has no time zone; give one, e.g. "
+                            "2026-04-01T00:00:00Z")
+
+
+def paged(page: Page, limit: int, offset: int) -> dict[str, Any]:
+    following = offset + limit if offset + limit < page.total else None
+    return {"items": page.items, "total": page.total, "limit": limit, "offset": offset,
+            "next_offset": following}

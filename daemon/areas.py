@@ -46,9 +46,9 @@ class FloodModel:
 
     targets = "cells"
     key = version = flood.VERSION
-    band_names = flood.BANDS
-    state_shape = (flood.STATE_WIDTH,)
-    output_names = ("status", "p_flood")
+    band_names: tuple[str, ...] = flood.BANDS
+    state_shape: tuple[int, ...] = (flood.STATE_WIDTH,)
+    output_names: tuple[str, ...] = ("status", "p_flood")
 
     def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.from_numpy(flood.FloodState.initial(n)).to(device, dtype)
@@ -92,12 +92,12 @@ class AreaProcessor(Processor):
                  grid_of: Callable[[str], dict[str, Any] | None],
                  load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None, budget_bytes: int | None = None,
-                 rule: flood.EventRule = flood.EventRule()) -> None:
+                 rule: flood.EventRule | None = None) -> None:
         super().__init__(FloodModel(), registry, metrics, min_valid_fraction, "01-01",
                          "cpu", torch.float64, load_states, budget_bytes)
         self.areas = StateTable(_AreaEvents(), "cpu", torch.float64)  # type: ignore[arg-type]
         self.areas_key = f"{self.model.key}/areas"
-        self.grid_of, self.rule = grid_of, rule
+        self.grid_of, self.rule = grid_of, rule or flood.EventRule()
         self.grids: dict[str, dict[str, Any]] = {}
 
     def tables(self) -> dict[str, StateTable]:

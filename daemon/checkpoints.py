@@ -1,12 +1,13 @@
 """Checkpoints written on a thread of their own, one at a time.
 
-The consumer takes a snapshot (changed state rows, packed; decisions, alerts and dead letters since the
-last one; the source offsets) and goes on stepping the next batches while this writer commits
-the snapshot in one store transaction; the database releases the GIL while it works. Only one
-write is in flight: the next snapshot waits for it, which bounds memory and keeps commits in
-order. A periodic checkpoint that falls due while a write is still running is put off until it
-ends, so checkpoints come as often as the store keeps up (and at most every N seconds or M
-chunks). Whoever needs the state durable (a revocation, paging a shard out, closing) waits.
+The consumer takes a snapshot (changed state rows, packed; decisions, alerts and dead letters
+since the last one; the source offsets) and goes on stepping the next batches while this writer
+commits the snapshot in one store transaction; the database releases the GIL while it works.
+Only one write is in flight: the next snapshot waits for it, which bounds memory and keeps
+commits in order. A periodic checkpoint that falls due while a write is still running is put
+off until it ends, so checkpoints come as often as the store keeps up (and at most every N
+seconds or M chunks). Whoever needs the state durable (a revocation, paging a shard out,
+closing) waits.
 
 A write that fails hands its snapshot back, so the next checkpoint writes it again: nothing
 is dropped from a checkpoint because the store was briefly unavailable.

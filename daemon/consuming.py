@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from eowatch.contract.messages import Decision, ObservationChunk
 
-from .bus.base import Bus, BusConsumer, BusError, Record
 from .areas import alert_row
+from .bus.base import Bus, BusConsumer, BusError, Record
 from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
 from .metrics import Metrics
 from .outcomes import BatchOutput, dead_letter, decode
@@ -239,8 +239,9 @@ class Consumer:
     def _restore(self, snapshot: Snapshot) -> None:
         """Take a snapshot that was not written back into the next, less what this member
         has let go of since (rows of dropped shards, offsets of partitions it no longer has)."""
-        for key, table in self.tables().items():
-            table.dirty.update(r for r in snapshot.row_ids.get(key, ()) if table.shard[r] >= 0)
+        for model, table in self.tables().items():
+            table.dirty.update(r for r in snapshot.row_ids.get(model, ())
+                               if table.shard[r] >= 0)
         self.pending_decisions = snapshot.decisions + self.pending_decisions
         self.pending_alerts = snapshot.alerts + self.pending_alerts
         self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters

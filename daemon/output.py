@@ -1,5 +1,5 @@
-"""The output stage: publishes decisions, alerts and dead letters on its own thread, behind a bounded
-queue, so the model steps the next micro-batch while the bus takes the last one's outputs.
+"""The output stage: publishes decisions, alerts and dead letters on its own thread, behind a
+bounded queue, so the model steps the next micro-batch while the bus takes the last one's outputs.
 
 A full queue blocks the step (backpressure); a checkpoint first waits until every queued output
 is on the bus, so the store never records a decision the bus has not been given.

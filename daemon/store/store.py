@@ -411,10 +411,10 @@ class Store:
                 update=False)
 
     def list_alerts(self, *, area: str | None = None, kind: str | None = None,
-                    since: datetime | None = None, limit: int = 100, offset: int = 0
-                    ) -> Page:
-        """Alerts (their messages), oldest observation first; ``since``: observed at or
-        after."""
+                    since: datetime | None = None, limit: int = 100, offset: int = 0,
+                    newest_first: bool = False) -> Page:
+        """Alerts (their messages), oldest observation first (or newest); ``since``: observed
+        at or after."""
         table = ALERTS
         conditions = []
         if area:
@@ -428,7 +428,8 @@ class Store:
             total = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)
                                  ).scalar_one()
             rows = conn.execute(sa.select(table.c.payload).where(where)
-                                .order_by(table.c.observed_at, table.c.alert_id)
+                                .order_by(*(c.desc() if newest_first else c for c in
+                                            (table.c.observed_at, table.c.alert_id)))
                                 .limit(limit).offset(offset)).scalars()
             items = [json.loads(r) for r in rows]
         return Page(items, int(total))

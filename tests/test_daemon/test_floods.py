@@ -3,6 +3,7 @@ one event per flood and area, on both buses, with the alerts on the bus and in t
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 import shapely
 
 from eowatch.daemon.store.tables import AlertRow, DeadLetter
+from eowatch.geometry import reproject
 from eowatch.models.datasets.s1simulator import AreaSimulator
 
 from .pipeline import drain, make_daemon
@@ -69,7 +71,6 @@ def test_a_flood_opens_one_event_per_area_that_updates_and_closes(daemon):
         extent = shapely.geometry.shape(mine[0]["extent"])
         assert extent.geom_type == "MultiPolygon" and not extent.is_empty
         # the extent's area is the flooded km² the alert reports, to the cell
-        from eowatch.geometry import reproject
         km2 = reproject(extent, 4326, 32630).area / 1e6
         assert km2 == pytest.approx(mine[0]["flooded_km2"], abs=0.0016)
         assert 0.05 < mine[0]["flooded_km2"] < mine[0]["observable_km2"]
@@ -106,5 +107,57 @@ def test_the_feeds_areas_are_the_simulators_cells(tmp_path, unique):
         assert grid.inside.shape == (sim.rows, sim.cols) and grid.inside.all()
         assert np.isclose(shapely.geometry.shape(json.loads(area["geometry"])).centroid.x,
                           -1.63, atol=0.05)
+    finally:
+        daemon.shutdown()
+
+
+def test_the_api_shows_alerts_areas_and_the_current_extent(tmp_path, unique):
+    from fastapi.testclient import TestClient
+
+    from eowatch.daemon.api import create_app
+
+    # a flood still going on when the record ends
+    daemon = radar_daemon(tmp_path, "embedded", unique, areas=1, flood_days=(365 + 330,),
+                          flood_duration_days=60)
+    try:
+        drain(daemon, timeout_s=300)
+        client = TestClient(create_app(daemon.store, daemon.bus, daemon.metrics,
+                                       daemon.model.metadata, daemon.model.sha256))
+        everything = client.get("/alerts").json()
+        assert everything["total"] >= 2 and everything["next_offset"] is None
+        assert [a["kind"] for a in everything["items"]][0] == "flood.opened"
+        assert "flood.closed" not in [a["kind"] for a in everything["items"]]
+        page = client.get("/alerts", params={"limit": 1, "offset": 1}).json()
+        assert page["items"] == everything["items"][1:2] and page["next_offset"] == 2
+        opened = client.get("/alerts", params={"kind": "flood.opened"}).json()["items"]
+        assert len(opened) == 1
+        later = client.get("/alerts", params={"since": everything["items"][1]["observed_at"]})
+        assert later.json()["total"] == everything["total"] - 1
+        assert client.get("/alerts", params={"area": "elsewhere"}).json()["total"] == 0
+        assert client.get("/alerts", params={"kind": "flood.sunk"}).status_code == 422
+        assert client.get("/alerts", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+
+        area = client.get("/areas/sim-floodplain-0").json()
+        statuses = area["by_status"]
+        assert area["cells"] == 60 * 80 == sum(s["cells"] for s in statuses.values())
+        assert statuses["unobserved"]["cells"] == statuses["warming_up"]["cells"] == 0
+        assert statuses["reference_water"]["cells"] > 100    # the river and the sand
+        assert statuses["excluded"]["cells"] > 100           # the town and the forest
+        assert statuses["flooded"]["cells"] > 100
+        assert area["open_event"]["event_id"] == opened[0]["event_id"]
+        assert client.get("/areas/nowhere").status_code == 404
+
+        feature = client.get("/areas/sim-floodplain-0/flood.geojson")
+        assert feature.headers["content-type"] == "application/geo+json"
+        extent = shapely.geometry.shape(feature.json()["geometry"])
+        assert reproject(extent, 4326, 32630).area / 1e6 == pytest.approx(
+            statuses["flooded"]["km2"], abs=0.0016)
+        png = client.get("/areas/sim-floodplain-0/flood.png")
+        assert png.headers["content-type"] == "image/png"
+        from matplotlib.image import imread
+        image = imread(io.BytesIO(png.content))
+        assert image.shape[:2] == (300, 400)  # 60 x 80 cells, 5 px each
+        flood_blue = np.all(np.isclose(image[..., :3], (0.05, 0.45, 0.95), atol=0.01), axis=-1)
+        assert flood_blue.sum() == statuses["flooded"]["cells"] * 25
     finally:
         daemon.shutdown()

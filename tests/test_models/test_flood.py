@@ -78,8 +78,9 @@ def test_events_open_once_update_and_close_after_the_set_observations():
     wider = dry.copy()
     wider[:200] = FLOODED
     p = np.full(1000, 0.9)
-    kinds = [m["kind"] for when, status in
-             [(0, dry), (1, wet), (2, wet), (3, wider), (4, dry), (5, dry), (6, dry)] for m in events.observe("river", when * 86400.0, status, p, CELL_KM2)]
+    days = [(0, dry), (1, wet), (2, wet), (3, wider), (4, dry), (5, dry), (6, dry)]
+    kinds = [m["kind"] for day, status in days
+             for m in events.observe("river", day * 86400.0, status, p, CELL_KM2)]
     assert kinds == ["flood.opened", "flood.updated", "flood.closed"]
     again = AreaEvents().observe("river", 86400.0, wet, p, CELL_KM2)[0]
     assert again["event_id"] == AreaEvents().observe("river", 86400.0, wet, p, CELL_KM2)[0][

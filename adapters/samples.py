@@ -18,7 +18,7 @@ import shapely
 
 from eowatch.parcels import ImportError_, prepare
 
-from .sentinel2 import FEED, ItemError, Sentinel2Config, StacSearch, read_item
+from .sentinel2 import FEED, ItemError, Sentinel2Config, read_item
 from .tiles import ParcelSet
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def extract(parcels: ParcelSet, labels: np.ndarray, start: datetime, end: dateti
             out: Path) -> ExtractReport:
     """Write one row per (parcel, acquisition) of [start, end] in the long format."""
     report = ExtractReport()
-    items = StacSearch(config).items(parcels.search_area(), start, end)
+    items = config.search().items(parcels.search_area(), start, end, query=config.query)
     centre = shapely.centroid(parcels.geometries)
     frames = []
     for item in items:

@@ -8,28 +8,21 @@ it. docs/sentinel2.md describes the settings, the pixel rule and the reflectance
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pystac
-import requests
 import shapely
 from affine import Affine
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from pystac_client import Client
-from pystac_client.exceptions import APIError
-from pystac_client.stac_api_io import StacApiIO
-from urllib3 import Retry
 
 from eowatch.contract.feeds import (
-    Feed,
     FeedContext,
     FeedHost,
     FeedMetrics,
@@ -37,11 +30,13 @@ from eowatch.contract.feeds import (
     FeedSpec,
     chunks_by_shard,
 )
+from eowatch.contract.messages import ObservationChunk
 from eowatch.errors import EowatchError
 from eowatch.settings import CommaList
 
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
+from .stac_feed import ItemError, MetadataError, Polling, StacFeed, StacSearch
 from .stac_sources import S3Access, Source, source_profile
 from .tiles import ParcelSet, tile_square
 from .zonal import MIN_PIXELS, Membership, membership
@@ -66,27 +61,6 @@ ALIGN_METRES = 60.0       # windows align on the coarsest band's pixels
 SAMPLE_PIXELS = 100_000   # clear pixels per band and window kept to check the offset
 
 
-class ItemError(EowatchError, RuntimeError):
-    """An item that cannot be read now (an unreadable or unreachable raster): retried at the
-    next polls, up to EOWATCH_S2_MAX_ATTEMPTS."""
-
-    stage = "read"
-    permanent = False
-
-
-class MetadataError(ItemError):
-    """An item whose metadata cannot be used (no datetime, no projection, no asset for a band):
-    reading it again cannot help, so it is skipped at once, with its reason, in the cursor."""
-
-    permanent = True
-
-
-class SearchError(EowatchError, RuntimeError):
-    """The STAC API did not answer the search."""
-
-    stage = "search"
-
-
 @dataclass(frozen=True)
 class Sentinel2Config:
     stac_url: str = "https://earth-search.aws.element84.com/v1"
@@ -101,6 +75,19 @@ class Sentinel2Config:
     timeout_seconds: float = 30.0
     min_pixels: int = MIN_PIXELS
     source: Source = Source("generic")       # how the API's assets are reached
+
+    @property
+    def polling(self) -> Polling:
+        return Polling(self.start, self.lookback, self.max_items_per_poll, self.max_attempts)
+
+    @property
+    def query(self) -> dict[str, Any] | None:
+        """The search's filter on cloud cover, if any."""
+        return ({"eo:cloud_cover": {"lte": self.max_cloud}}
+                if self.max_cloud is not None else None)
+
+    def search(self) -> StacSearch:
+        return StacSearch(self.stac_url, self.collection, self.page_size, self.timeout_seconds)
 
 
 @dataclass
@@ -303,80 +290,7 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
                     no_valid_pixels=int((~observed).sum()))
 
 
-class StacSearch:
-    """Searches one collection of a STAC API, every page, with retries on 429 and 5xx."""
-
-    def __init__(self, config: Sentinel2Config) -> None:
-        self.config = config
-        retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=None, raise_on_status=False)
-        self.io = StacApiIO(max_retries=retry, timeout=config.timeout_seconds)
-        self._client: Client | None = None
-
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client.open(self.config.stac_url, stac_io=self.io,
-                                       timeout=self.config.timeout_seconds)
-        return self._client
-
-    def items(self, intersects: dict, since: datetime, until: datetime | None = None
-              ) -> list[pystac.Item]:
-        """Items acquired at or after ``since`` (and before ``until``), oldest first."""
-        end = until.astimezone(UTC).isoformat() if until else ".."
-        query = ({"eo:cloud_cover": {"lte": self.config.max_cloud}}
-                 if self.config.max_cloud is not None else None)
-        try:
-            search = self.client().search(
-                collections=[self.config.collection], intersects=intersects,
-                datetime=f"{since.astimezone(UTC).isoformat()}/{end}", query=query,
-                sortby=[{"field": "properties.datetime", "direction": "asc"}],
-                limit=self.config.page_size)
-            found = list(search.items())
-        except (APIError, requests.RequestException, pystac.STACError, ValueError) as exc:
-            self._client = None  # reopen next time: the API may have come back elsewhere
-            raise SearchError(f"STAC search of {self.config.stac_url} failed: "
-                              f"{exc.__class__.__name__}: {exc}") from None
-        return sorted(found, key=lambda i: (i.datetime or datetime.min.replace(tzinfo=UTC),
-                                            i.id))
-
-
-@dataclass
-class Cursor:
-    """Where the feed stands: the newest item read (datetime, id), the items read within the
-    look-back window (late publications are still picked up), failures per item, and the items
-    skipped after too many failures."""
-
-    datetime: datetime | None = None
-    id: str | None = None
-    recent: dict[str, str] = field(default_factory=dict)     # item id -> acquisition time
-    failures: dict[str, int] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, stored: dict[str, Any] | None) -> Cursor:
-        if not stored:
-            return cls()
-        when = stored.get("datetime")
-        return cls(datetime.fromisoformat(when) if when else None, stored.get("id"),
-                   dict(stored.get("recent", {})), dict(stored.get("failures", {})),
-                   list(stored.get("skipped", [])))
-
-    def dump(self) -> dict[str, Any]:
-        return {"datetime": self.datetime.isoformat() if self.datetime else None, "id": self.id,
-                "recent": self.recent, "failures": self.failures, "skipped": self.skipped[-100:]}
-
-    def after(self, item: pystac.Item, lookback: timedelta) -> Cursor:
-        """The cursor once ``item`` is read (or given up on)."""
-        when = item.datetime.astimezone(UTC)  # type: ignore[union-attr]
-        newest = max(self.datetime, when) if self.datetime else when
-        recent = {k: v for k, v in {**self.recent, item.id: when.isoformat()}.items()
-                  if datetime.fromisoformat(v) >= newest - lookback}
-        failures = {k: v for k, v in self.failures.items() if k != item.id}
-        newest_id = item.id if newest == when else self.id
-        return Cursor(newest, newest_id, recent, failures, list(self.skipped))
-
-
-class Sentinel2Feed(Feed):
+class Sentinel2Feed(StacFeed):
     """Polls the STAC API for new items over the registered parcels and publishes, per item,
     one chunk per shard; the cursor moves only with the bus's acknowledgement."""
 
@@ -389,11 +303,8 @@ class Sentinel2Feed(Feed):
             raise EowatchError(f"the model reads B10 (cirrus), which {config.collection} does "
                                "not carry: use EOWATCH_S2_COLLECTION=sentinel-2-l1c or a model "
                                "trained without B10 (eowatch train --bands)")
-        self.host, self.band_names, self.config = host, tuple(band_names), config
-        self.interval_seconds, self.now = interval_seconds, now
-        self.metrics = metrics or FeedMetrics()
-        self.search = StacSearch(config)
-        self.stopping = threading.Event()
+        super().__init__(host, config.search(), config.polling, interval_seconds, metrics, now)
+        self.band_names, self.config = tuple(band_names), config
         self._parcels: ParcelSet | None = None
         self._parcels_version: tuple[int, datetime | None] | None = None
 
@@ -406,60 +317,26 @@ class Sentinel2Feed(Feed):
             self._parcels_version = version
         return self._parcels
 
-    def cursor(self) -> Cursor:
-        return Cursor.load(self.host.cursor(FEED))
-
-    def poll(self) -> int:
+    def search_area(self) -> dict[str, Any] | None:
         parcels = self.parcels()
         if not len(parcels):
             log.info("sentinel2: no parcels with a geometry registered; nothing to search for")
-            return 0
-        cursor = self.cursor()
-        since = (cursor.datetime - self.config.lookback if cursor.datetime
-                 else self.config.start or self.now() - timedelta(days=30))
-        items = [i for i in self.search.items(parcels.search_area(), since)
-                 if i.id not in cursor.recent]
-        published = 0
-        for item in items[:self.config.max_items_per_poll]:
-            if self.stopping.is_set():
-                break
-            started = time.perf_counter()
-            try:
-                rows = read_item(item, parcels, self.band_names, self.config)
-            except ItemError as exc:
-                cursor = self._failed(cursor, item, exc)
-                if item.id in cursor.failures:
-                    raise  # retried at the next poll; nothing after it is read before then
-                continue
-            cursor = cursor.after(item, self.config.lookback)
-            chunks = [] if rows is None else chunks_by_shard(
-                FEED, item.id, rows.acquired_at, self.band_names,
-                parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
-                rows.valid_fraction)
-            self.host.publish(FEED, chunks, cursor.dump())
-            published += len(chunks)
-            self._count(item, rows, time.perf_counter() - started)
-        return published
+            return None
+        return parcels.search_area()
 
-    def stop(self) -> None:
-        self.stopping.set()
+    def query(self) -> dict[str, Any] | None:
+        return self.config.query
 
-    def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
-        attempts = self.config.max_attempts if exc.permanent else \
-            cursor.failures.get(item.id, 0) + 1
-        self.metrics.feed_items.labels(FEED, "failed").inc()
-        if attempts < self.config.max_attempts:
-            log.warning("sentinel2: item %s failed (attempt %d of %d): %s", item.id, attempts,
-                        self.config.max_attempts, exc)
-            cursor = replace(cursor, failures={**cursor.failures, item.id: attempts})
-        else:
-            log.error("sentinel2: item %s skipped %s: %s", item.id, "(its metadata cannot "
-                      "be used)" if exc.permanent else f"after {attempts} failed attempts", exc)
-            self.metrics.feed_items.labels(FEED, "skipped").inc()
-            cursor = cursor.after(item, self.config.lookback)
-            cursor.skipped.append({"id": item.id, "reason": str(exc)})
-        self.host.publish(FEED, [], cursor.dump())
-        return cursor
+    def read(self, item: pystac.Item) -> list[ObservationChunk]:
+        started = time.perf_counter()
+        parcels = self.parcels()
+        rows = read_item(item, parcels, self.band_names, self.config)
+        chunks = [] if rows is None else chunks_by_shard(
+            FEED, item.id, rows.acquired_at, self.band_names,
+            parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
+            rows.valid_fraction)
+        self._count(item, rows, time.perf_counter() - started)
+        return chunks
 
     def _count(self, item: pystac.Item, rows: ItemRows | None, seconds: float) -> None:
         if rows is None:

@@ -15,7 +15,6 @@ from eowatch.adapters.sentinel2 import (
     ItemError,
     Sentinel2Config,
     Sentinel2Feed,
-    StacSearch,
     read_item,
 )
 from eowatch.adapters.tiles import ParcelSet, home_squares, search_area, tile_square
@@ -58,7 +57,8 @@ def parcel_set(tile: Tile, utm_parcels, prefix: str = "p") -> ParcelSet:
 
 def found(server, parcels, **config):
     config = Sentinel2Config(stac_url=server.url, **config)
-    return StacSearch(config).items(search_area(parcels), datetime(2026, 1, 1, tzinfo=UTC))
+    return config.search().items(search_area(parcels), datetime(2026, 1, 1, tzinfo=UTC),
+                                 query=config.query)
 
 
 def test_the_fixture_is_earth_search_and_its_tile_square_is_found():

@@ -122,18 +122,17 @@ class CellMeans:
     """Per-cell statistics of one window: only cells with at least one pixel."""
 
     index: np.ndarray        # [n] positions in grid.cells() order
-    power: np.ndarray        # [n] mean linear backscatter of the valid pixels
+    power: np.ndarray        # [n] (or [n, k] for k rasters) mean of the valid pixels
     valid_fraction: np.ndarray  # [n] valid pixels / pixels
-    incidence: np.ndarray    # [n] mean incidence angle, degrees
+    incidence: np.ndarray    # [n] mean incidence angle, degrees (NaN where not known)
 
 
-def cell_means(power: np.ndarray, valid: np.ndarray, row0: int, col0: int,
-               geolocation: Geolocation, grid: CellGrid) -> CellMeans:
-    """Average a window of linear backscatter (``valid``: usable pixels) into ``grid``'s cells,
-    each pixel going to the cell that holds its centre."""
-    rows, cols = np.mgrid[row0:row0 + power.shape[0], col0:col0 + power.shape[1]]
-    lon, lat = geolocation.lonlat(rows + 0.5, cols + 0.5)
-    x, y = pyproj.Transformer.from_crs(4326, grid.epsg, always_xy=True).transform(lon, lat)
+def bin_to_cells(x: np.ndarray, y: np.ndarray, power: np.ndarray, valid: np.ndarray,
+                 grid: CellGrid, incidence: np.ndarray | None = None) -> CellMeans:
+    """Average pixels into ``grid``'s cells, each pixel going to the cell that holds its centre
+    (``x``, ``y``: pixel centres in the grid's CRS). ``power``: [h, w] or [k, h, w] linear
+    values; ``valid``: [h, w] usable pixels (in every raster)."""
+    stack = power[None] if power.ndim == 2 else power
     cell_row = np.floor((grid.y1 - y) / grid.size).astype(np.int64)
     cell_col = np.floor((x - grid.x0) / grid.size).astype(np.int64)
     height, width = grid.inside.shape
@@ -146,12 +145,25 @@ def cell_means(power: np.ndarray, valid: np.ndarray, row0: int, col0: int,
     cell, ok = cell[keep], valid.ravel()[keep]
     pixels = np.bincount(cell, minlength=grid.count)
     good = np.bincount(cell, weights=ok, minlength=grid.count)
-    total = np.bincount(cell, weights=np.where(ok, power.ravel()[keep], 0.0),
-                        minlength=grid.count)
-    angle = np.bincount(cell, weights=geolocation.incidence_at(rows + 0.5, cols + 0.5)
-                        .ravel()[keep], minlength=grid.count)
     seen = np.flatnonzero(pixels > 0)
+    totals = np.stack([np.bincount(cell, weights=np.where(ok, band.ravel()[keep], 0.0),
+                                   minlength=grid.count)[seen] for band in stack], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(good[seen] > 0, total[seen] / good[seen], np.nan)
-    return CellMeans(seen, mean, (good[seen] / pixels[seen]).astype(np.float32),
-                     angle[seen] / pixels[seen])
+        mean = np.where(good[seen, None] > 0, totals / good[seen, None], np.nan)
+    angle = (np.full(len(seen), np.nan) if incidence is None else
+             np.bincount(cell, weights=incidence.ravel()[keep], minlength=grid.count)[seen]
+             / pixels[seen])
+    return CellMeans(seen, mean[:, 0] if power.ndim == 2 else mean,
+                     (good[seen] / pixels[seen]).astype(np.float32), angle)
+
+
+def cell_means(power: np.ndarray, valid: np.ndarray, row0: int, col0: int,
+               geolocation: Geolocation, grid: CellGrid) -> CellMeans:
+    """Average a window of linear backscatter in radar geometry (``power``: [h, w] or
+    [k, h, w]; ``valid``: usable pixels) into ``grid``'s cells, each pixel going to the cell
+    that holds its centre."""
+    rows, cols = np.mgrid[row0:row0 + power.shape[-2], col0:col0 + power.shape[-1]]
+    lon, lat = geolocation.lonlat(rows + 0.5, cols + 0.5)
+    x, y = pyproj.Transformer.from_crs(4326, grid.epsg, always_xy=True).transform(lon, lat)
+    return bin_to_cells(x, y, power, valid, grid,
+                        geolocation.incidence_at(rows + 0.5, cols + 0.5))

@@ -95,6 +95,8 @@ class AreaProcessor(Processor):
                  rule: flood.EventRule | None = None) -> None:
         super().__init__(FloodModel(), registry, metrics, min_valid_fraction, "01-01",
                          "cpu", torch.float64, load_states, budget_bytes)
+        # the incidence angle is informative: a geocoded product may not give one (NaN)
+        self.finite_bands = [i for i, band in enumerate(flood.BANDS) if band != "incidence"]
         self.areas = StateTable(_AreaEvents(), "cpu", torch.float64)  # type: ignore[arg-type]
         self.areas_key = f"{self.model.key}/areas"
         self.grid_of, self.rule = grid_of, rule or flood.EventRule()

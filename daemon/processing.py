@@ -54,6 +54,8 @@ class Processor:
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
         self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
+        # the bands that must be finite (a model may accept some as unknown)
+        self.finite_bands = list(range(len(model.band_names)))
 
     def ensure_shards(self, shards: Iterable[int]) -> None:
         """Load shards from their checkpoints, with a row for every registered parcel."""
@@ -171,7 +173,8 @@ class Processor:
         """
         checks = (
             ("unknown_parcel", positions < 0, "parcel ids not registered"),
-            ("nan_values", ~np.isfinite(chunk.values).all(axis=1), "non-finite band values"),
+            ("nan_values", ~np.isfinite(chunk.values[:, self.finite_bands]).all(axis=1),
+             "non-finite band values"),
             ("bad_valid_fraction", ~((chunk.valid_fraction >= 0) & (chunk.valid_fraction <= 1)),
              "valid fractions outside 0-1"),
             ("wrong_shard", (positions >= 0) & (self.registry.shards[positions] != chunk.shard),

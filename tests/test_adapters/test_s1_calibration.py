@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from eowatch.adapters.s1_calibration import Calibration, CalibrationError
-from tests.conftest import SHARED, unavailable
-
-SAFE = (SHARED / "fixtures" / "sentinel1" /
-        "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371.SAFE")
+from tests.conftest import unavailable
+from tests.data.sentinel1 import SAFE
 
 
 @pytest.fixture(scope="module")

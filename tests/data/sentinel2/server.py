@@ -29,6 +29,9 @@ class StacServer:
         self.root = root
         self.items: list[dict[str, Any]] = []
         self.fail_next: dict[str, list[int]] = {}   # path -> statuses to answer, in turn
+        # path prefixes served only to signed requests (a sig= in the query), as Azure Blob
+        # Storage serves Planetary Computer's assets; others get 403
+        self.signed_only: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -149,6 +152,11 @@ class StacServer:
                         params["collections"] = params["collections"].split(",")
                     self._json(server.search(params))
                 elif url.path.startswith("/cogs/"):
+                    if any(url.path.startswith(p) for p in server.signed_only) and \
+                            "sig" not in parse_qs(url.query):
+                        self._send(403, b"<Error><Code>AuthenticationFailed</Code></Error>",
+                                   "application/xml")
+                        return
                     self._file(server.root / url.path.lstrip("/"))
                 else:
                     self._send(404, b"not found", "text/plain")

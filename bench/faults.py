@@ -139,7 +139,8 @@ class Daemon:
 
 def season_env(workdir: Path, parcels: int, days_per_second: float, **extra: str
                ) -> dict[str, str]:
-    return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_SIM_PARCELS": str(parcels),
+    return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_FEEDS": "simulated",
+            "EOWATCH_SIM_PARCELS": str(parcels),
             "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": str(days_per_second),
             "EOWATCH_SIM_POLL_SECONDS": "0.2", "EOWATCH_SHARDS": "32",
             "EOWATCH_PARTITIONS": "4", "EOWATCH_CHECKPOINT_SECONDS": "0.5", **extra}

@@ -5,7 +5,8 @@ from eowatch.settings import SettingsError, load_settings
 
 def test_defaults_are_embedded_and_local():
     s = load_settings()
-    assert (s.bus, s.api_host, s.feeds) == ("embedded", "127.0.0.1", ("simulated",))
+    assert (s.bus, s.api_host, s.feeds) == ("embedded", "127.0.0.1",
+                                            ("simulated", "simulated-sentinel1"))
     assert s.resolved_store_url.startswith("sqlite:///")
     assert s.model_path.is_file()
 

@@ -18,7 +18,8 @@ def make_daemon(tmp_path: Path, bus: str, prefix: str, kafka_bootstrap: str | No
     settings = load_settings(**{
         "data_dir": tmp_path, "bus": bus, "topic_prefix": prefix,
         "consumer_group": f"{prefix}-group", "kafka_bootstrap": kafka_bootstrap or "127.0.0.1:9",
-        "store_url": store_url, "partitions": 4, "shards": 8, "api_port": 0, **overrides})
+        "store_url": store_url, "partitions": 4, "shards": 8, "api_port": 0,
+        "feeds": ("simulated",), **overrides})
     simulated = {"parcels": 150, "seasons": 1, "days_per_second": 1e6}
     feed_settings = feed_settings or {}
     return Daemon(settings, feed_settings={

@@ -59,7 +59,8 @@ def group_settings(tmp_path: Path, unique: str, kafka_bootstrap: str, postgres_u
             "EOWATCH_STORE_URL": postgres_url, "EOWATCH_TOPIC_PREFIX": unique,
             "EOWATCH_CONSUMER_GROUP": f"{unique}-group", "EOWATCH_PARTITIONS": "4",
             "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
-            "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path)}
+            "EOWATCH_SIM_SEASONS": "1", "EOWATCH_DATA_DIR": str(tmp_path),
+            "EOWATCH_FEEDS": "simulated"}
 
 
 def test_two_consumers_split_the_shards_and_survive_a_kill(tmp_path, unique, kafka_bootstrap,

@@ -100,10 +100,12 @@ class Geolocation:
         return LinearNDInterpolator(np.column_stack([self.lon.ravel(), self.lat.ravel()]),
                                     np.column_stack([lines.ravel(), pixels.ravel()]))
 
-    def window_of(self, bounds: tuple[float, float, float, float], margin: int = 4
+    def window_of(self, bounds: tuple[float, float, float, float], margin: int = 20
                   ) -> tuple[int, int, int, int] | None:
         """(row0, col0, height, width) of the image window that covers a lon/lat box, or None
-        when the box lies outside the scene."""
+        when the box lies outside the scene. ``margin``: pixels added on every side, for the
+        error of interpolating map -> image linearly over the coarse grid (up to about ten
+        pixels between its points; 4 left cells along a 5 km area's edge without a pixel)."""
         minx, miny, maxx, maxy = bounds
         xs, ys = np.meshgrid(np.linspace(minx, maxx, 5), np.linspace(miny, maxy, 5))
         image = self._to_image(np.column_stack([xs.ravel(), ys.ravel()]))

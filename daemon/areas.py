@@ -101,6 +101,28 @@ class AreaProcessor(Processor):
         self.areas_key = f"{self.model.key}/areas"
         self.grid_of, self.rule = grid_of, rule or flood.EventRule()
         self.grids: dict[str, dict[str, Any]] = {}
+        # per row of the cell table: its area (a code into area_names), grid row and column,
+        # parsed from the cell id once in the row's life
+        self.area_names: list[str] = []
+        self.area_codes: dict[str, int] = {}
+        self.cell_place = np.full((0, 3), -1, np.int64)
+
+    def places(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """[n, 3] area code, grid row and grid column of the cells at these table rows."""
+        if len(self.cell_place) < self.table.capacity:
+            grown = np.full((self.table.capacity, 3), -1, np.int64)
+            grown[:len(self.cell_place)] = self.cell_place
+            self.cell_place = grown
+        unknown = self.cell_place[rows, 0] < 0
+        if unknown.any():
+            areas, grid_rows, grid_cols = parse_cell_ids(ids[unknown])
+            for area in dict.fromkeys(areas.tolist()):
+                if area not in self.area_codes:
+                    self.area_codes[area] = len(self.area_names)
+                    self.area_names.append(area)
+            codes = np.array([self.area_codes[a] for a in areas.tolist()], np.int64)
+            self.cell_place[rows[unknown]] = np.column_stack([codes, grid_rows, grid_cols])
+        return self.cell_place[rows]
 
     def tables(self) -> dict[str, StateTable]:
         return {self.model.key: self.table, self.areas_key: self.areas}
@@ -120,6 +142,8 @@ class AreaProcessor(Processor):
             self.metrics.flood_open.remove(area)
             self.metrics.flooded_km2.remove(area)
         self.areas.drop_shards(shards)
+        freed = np.flatnonzero(np.isin(self.table.shard, shards))
+        self.cell_place[freed[freed < len(self.cell_place)]] = -1  # the rows get other cells
         super().drop_shards(shards)
 
     def seasons(self, chunk: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,9 +157,8 @@ class AreaProcessor(Processor):
         started = time.perf_counter()
         state = flood.FloodState.of(t.state.numpy())
         values = batch.values.astype(np.float64)
-        groups = pd.factorize(pd.MultiIndex.from_arrays(
-            [parse_cell_ids(batch.target_ids)[0], batch.acquisition]))[0]
-        status, p = flood.step(state, rows, values[:, 3], values[:, 0], values[:, 1], groups)
+        status, p = flood.step(state, rows, values[:, 3], values[:, 0], values[:, 1],
+                               self.groups(rows, batch)[0])
         self.metrics.step_seconds.labels(self.model.targets).observe(
             time.perf_counter() - started)
         self.metrics.batch_parcels.labels(self.model.targets).observe(len(rows))
@@ -145,14 +168,21 @@ class AreaProcessor(Processor):
         t.acquisition[rows] = batch.acquisition
         t.dirty.update(rows.tolist())
 
+    def groups(self, rows: np.ndarray, batch: Rows) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, a code of its (area, acquisition); and the cells' places."""
+        place = self.places(rows, batch.target_ids)
+        acquisitions, names = pd.factorize(batch.acquisition)
+        return place[:, 0] * len(names) + acquisitions, place
+
     def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
         """One verdict per area and acquisition: the area's event opens, updates or closes."""
         status = self.table.outputs[rows, STATUS].astype(np.int64)
         p = self.table.outputs[rows, P_FLOOD].astype(np.float64)
-        areas, cell_rows, cell_cols = parse_cell_ids(batch.target_ids)
-        frame = pd.DataFrame({"area": areas, "acquisition": batch.acquisition})
-        for (area, acquisition), members in frame.groupby(["area", "acquisition"],
-                                                           sort=True).indices.items():
+        groups, place = self.groups(rows, batch)
+        order = np.argsort(groups, kind="stable")
+        for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
+            area = self.area_names[place[members[0], 0]]
+            acquisition = batch.acquisition[members[0]]
             grid = self.grid(area)
             if grid is None:
                 continue
@@ -178,7 +208,7 @@ class AreaProcessor(Processor):
                                      message["observed_at"]),
                 **message, "acquisition_id": acquisition, "shard": int(batch.shards[first]),
                 "sources": [str(batch.feed[first])], "model_version": self.model.version,
-                "extent": extent(grid, cell_rows[flooded], cell_cols[flooded])})
+                "extent": extent(grid, place[flooded, 1], place[flooded, 2])})
             self.metrics.alerts.labels(message["kind"]).inc()
 
     def _report(self, area: str, event: np.ndarray) -> None:

@@ -87,3 +87,16 @@ def test_invalid_pixels_lower_the_valid_fraction_and_stay_out_of_the_mean(geo):
 def test_an_annotation_without_a_grid_is_a_clear_error():
     with pytest.raises(GeolocationError, match="no geolocation grid"):
         Geolocation.from_xml(b"<product/>")
+
+
+@pytest.mark.parametrize("row, col", [(3000, 9000), (3000, 21000)])
+def test_the_window_of_a_large_area_reaches_every_one_of_its_cells(geo, row, col):
+    """Map -> image is interpolated linearly over the coarse geolocation grid: the window's
+    margin must cover that error, or cells along an area's edge get no pixel."""
+    lon, lat = geo.lonlat(np.array([float(row)]), np.array([float(col)]))
+    area = shapely.box(lon[0], lat[0], lon[0] + 0.045, lat[0] + 0.045)   # ~4 x 5 km
+    grid = CellGrid.of("big", area, 40)
+    row0, col0, height, width = geo.window_of(area.bounds)
+    power = np.ones((height, width))
+    means = cell_means(power, np.ones_like(power, bool), row0, col0, geo, grid)
+    assert len(means.index) == grid.count

@@ -10,6 +10,7 @@ from eowatch.models.flood import (
     EXCLUDED,
     FLOODED,
     REFERENCE_WATER,
+    STATE_WIDTH,
     WARMING_UP,
     WARMUP,
     AreaEvents,
@@ -86,3 +87,27 @@ def test_events_open_once_update_and_close_after_the_set_observations():
     assert again["event_id"] == AreaEvents().observe("river", 86400.0, wet, p, CELL_KM2)[0][
         "event_id"]  # a replay opens the same event
     assert again["flooded_km2"] == pytest.approx(0.16)
+
+
+def test_a_darkened_scene_is_judged_per_group_and_the_state_is_one_packed_array():
+    """Two areas in one step: wet snow darkens one (its bright cells drop too), a flood the
+    other (its bright cells stay): only the flooded one's cells turn flooded."""
+    n = 40
+    state = FloodState.empty(2 * n)
+    assert state.packed.shape == (2 * n, STATE_WIDTH)
+    cells, groups = np.arange(2 * n), np.repeat([0, 1], n)
+    bright = np.tile(np.arange(n) < 15, 2)       # 15 town cells in each area
+    normal_vv = np.where(bright, -4.0, -11.0)
+    rng = np.random.default_rng(0)
+    for _ in range(WARMUP + 2):
+        vv = normal_vv + rng.normal(0, 0.3, 2 * n)
+        step(state, cells, 37, vv, vv - 6, groups)
+    vv = normal_vv.copy()
+    vv[~bright] = -23.0                           # the fields of both areas go water-dark
+    vv[:n][bright[:n]] -= 5.0                     # ...and in area 0 the town darkens as well
+    status, _ = step(state, cells, 37, vv, vv - 6, groups)
+    assert not (status[:n] == FLOODED).any()      # wet snow: no flood
+    assert (status[n:][~bright[n:]] == FLOODED).all()
+    assert (state.packed[n:, -1][~bright[n:]] == 1).all()   # written through the views
+    with pytest.raises(ValueError, match="float64"):
+        FloodState.of(np.zeros((3, STATE_WIDTH), np.float32))

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from eowatch.cells import extent, parse_cell_ids
-from eowatch.contract.messages import Decision
+from eowatch.contract.messages import SCHEMA_VERSION, Decision
 from eowatch.models import flood
 
 from .metrics import Metrics
@@ -204,7 +204,7 @@ class AreaProcessor(Processor):
             if message is None:
                 continue
             out.alerts.append({
-                "alert_id": alert_id(message["event_id"], message["kind"],
+                "schema_version": SCHEMA_VERSION, "alert_id": alert_id(message["event_id"], message["kind"],
                                      message["observed_at"]),
                 **message, "acquisition_id": acquisition, "shard": int(batch.shards[first]),
                 "sources": [str(batch.feed[first])], "model_version": self.model.version,

@@ -239,7 +239,7 @@ def read_rtc(item: pystac.Item, areas: Sequence[Area], config: Sentinel1Config
                 raise ItemError(str(exc)) from None
             nodata = np.isclose(values, vv.nodata) | ~np.isfinite(values)
             power = 10 ** (values / 10) if config.rtc_scale == "db" else values
-            valid = ~nodata.any(axis=0) & (power > 0).all(axis=0)
+            valid = np.asarray(~nodata.any(axis=0) & (power > 0).all(axis=0))
             rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
             xs, ys = vv.transform * (cols + 0.5, rows + 0.5)
             x, y = pyproj.Transformer.from_crs(vv.crs, area.grid.epsg, always_xy=True
@@ -291,7 +291,8 @@ class Sentinel1Feed(StacFeed):
 
     def read(self, item: pystac.Item) -> list[ObservationChunk]:
         started = time.perf_counter()
-        if item.datetime is None:
+        acquired_at = item.datetime
+        if acquired_at is None:
             raise MetadataError(f"item {item.id} has no datetime")
         check_polarisations(item)
         orbit = item_orbit(item)
@@ -326,7 +327,7 @@ class Sentinel1Feed(StacFeed):
         self.metrics.feed_item_seconds.labels(FEED).observe(seconds)
         log.info("sentinel1: %s (orbit %d): %d cells of %d areas observed, %.1f s", item.id,
                  orbit, cells, len(parts), seconds)
-        return chunks_by_shard(FEED, item.id, item.datetime.astimezone(UTC), BANDS,
+        return chunks_by_shard(FEED, item.id, acquired_at.astimezone(UTC), BANDS,
                                np.concatenate(ids), np.concatenate(shards),
                                np.concatenate(values).astype(np.float32),
                                np.concatenate(valid), targets="cells")

@@ -7,6 +7,7 @@ it. docs/sentinel2.md describes the settings, the pixel rule and the reflectance
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from affine import Affine
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from eowatch.cells import grid_of
 from eowatch.contract.feeds import (
     FeedContext,
     FeedHost,
@@ -30,8 +32,10 @@ from eowatch.contract.feeds import (
     FeedSpec,
     chunks_by_shard,
 )
-from eowatch.contract.messages import ObservationChunk
+from eowatch.contract.messages import ObservationChunk, shard_of
 from eowatch.errors import EowatchError
+from eowatch.geometry import reproject
+from eowatch.models.flood import OPTICAL_BANDS
 from eowatch.settings import CommaList
 
 from .cog import Raster, RasterError, gdal_env
@@ -52,6 +56,7 @@ EARTH_SEARCH_ASSETS = {
     "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
     "B10": "cirrus", "B11": "swir16", "B12": "swir22"}
 SCL_ASSETS = ("scl", "SCL", "SCL_20m")
+WATER_BANDS = ("B03", "B08", "B11")  # green, NIR, SWIR 1.6 µm: NDWI and MNDWI of optical areas
 # Scene classification classes that count as a clear view of the ground: dark area pixels,
 # vegetation, not vegetated, water, unclassified, snow/ice (not: no data, saturated or defective,
 # cloud shadow, cloud medium/high probability, thin cirrus).
@@ -290,6 +295,22 @@ def _measure(item_id: str, acquired_at: datetime, properties: Mapping[str, Any],
                     no_valid_pixels=int((~observed).sum()))
 
 
+def cell_set(areas: Sequence[dict[str, Any]], shards: int) -> ParcelSet:
+    """The cells of ``areas`` (rows of ``FeedHost.areas``) as squares in WGS84, each in its
+    area's shard: what ``read_item`` measures like parcels."""
+    ids, shard_ids, squares = [], [], []
+    for area in areas:
+        grid = grid_of(area["id"], area["geometry"], area["grid"]["size"])
+        cell_ids, rows, cols = grid.cells()
+        ids.append(cell_ids)
+        shard_ids.append(np.full(len(cell_ids), shard_of(area["id"], shards)))
+        squares.append(reproject(grid.boxes(rows, cols), grid.epsg, 4326))
+    if not ids:
+        return ParcelSet(np.array([], dtype=object), np.array([], np.int64),
+                         np.array([], dtype=object))
+    return ParcelSet(np.concatenate(ids), np.concatenate(shard_ids), np.concatenate(squares))
+
+
 class Sentinel2Feed(StacFeed):
     """Polls the STAC API for new items over the registered parcels and publishes, per item,
     one chunk per shard; the cursor moves only with the bus's acknowledgement."""
@@ -298,7 +319,10 @@ class Sentinel2Feed(StacFeed):
 
     def __init__(self, host: FeedHost, band_names: Sequence[str], config: Sentinel2Config,
                  interval_seconds: float = 600.0, metrics: FeedMetrics | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 shards: int | None = None) -> None:
+        """``shards``: N_SHARDS, to measure the cells of areas marked optical too (None:
+        parcels only)."""
         if "l2a" in config.collection.lower() and "B10" in band_names:
             raise EowatchError(f"the model reads B10 (cirrus), which {config.collection} does "
                                "not carry: use EOWATCH_S2_COLLECTION=sentinel-2-l1c or a model "
@@ -307,6 +331,8 @@ class Sentinel2Feed(StacFeed):
         self.band_names, self.config = tuple(band_names), config
         self._parcels: ParcelSet | None = None
         self._parcels_version: tuple[int, datetime | None] | None = None
+        self.shards = shards
+        self._cells: tuple[str, ParcelSet] | None = None
 
     def parcels(self) -> ParcelSet:
         """The registered parcels with geometries, reloaded when the registry changes."""
@@ -317,26 +343,62 @@ class Sentinel2Feed(StacFeed):
             self._parcels_version = version
         return self._parcels
 
+    def cells(self) -> ParcelSet:
+        """The cells of the areas marked optical, as squares in WGS84 (rebuilt when the areas
+        change)."""
+        areas = [a for a in self.host.areas() if a["optical"] and a["grid"]] \
+            if self.shards is not None else []
+        key = json.dumps([(a["id"], a["grid"]) for a in areas], sort_keys=True)
+        if self._cells is None or self._cells[0] != key:
+            self._cells = (key, cell_set(areas, self.shards or 1))
+        return self._cells[1]
+
     def search_area(self) -> dict[str, Any] | None:
-        parcels = self.parcels()
-        if not len(parcels):
-            log.info("sentinel2: no parcels with a geometry registered; nothing to search for")
+        found = [s.search_area() for s in (self.parcels(), self.cells()) if len(s)]
+        if not found:
+            log.info("sentinel2: no parcels with a geometry and no optical areas registered; "
+                     "nothing to search for")
             return None
-        return parcels.search_area()
+        if len(found) == 1:
+            return found[0]
+        return shapely.geometry.mapping(shapely.union_all(
+            [shapely.geometry.shape(f) for f in found]))
 
     def query(self) -> dict[str, Any] | None:
         return self.config.query
 
     def read(self, item: pystac.Item) -> list[ObservationChunk]:
         started = time.perf_counter()
-        parcels = self.parcels()
-        rows = read_item(item, parcels, self.band_names, self.config)
-        chunks = [] if rows is None else chunks_by_shard(
-            FEED, item.id, rows.acquired_at, self.band_names,
-            parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
-            rows.valid_fraction)
-        self._count(item, rows, time.perf_counter() - started)
+        parcels, chunks = self.parcels(), []
+        if len(parcels):
+            rows = read_item(item, parcels, self.band_names, self.config)
+            chunks += [] if rows is None else chunks_by_shard(
+                FEED, item.id, rows.acquired_at, self.band_names,
+                parcels.ids[rows.parcel_index], parcels.shards[rows.parcel_index], rows.values,
+                rows.valid_fraction)
+            self._count(item, rows, time.perf_counter() - started)
+        cells = self.cells()
+        if len(cells):
+            chunks += self._water(item, cells)
         return chunks
+
+    def _water(self, item: pystac.Item, cells: ParcelSet) -> list[ObservationChunk]:
+        """NDWI and MNDWI of the optical areas' cells, from the mean reflectance of their clear
+        pixels."""
+        rows = read_item(item, cells, WATER_BANDS, self.config)
+        if rows is None:
+            return []
+        green, nir, swir = rows.values.astype(np.float64).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            indices = np.column_stack([(green - nir) / (green + nir),
+                                       (green - swir) / (green + swir)])
+        keep = np.isfinite(indices).all(axis=1)
+        at = rows.parcel_index[keep]
+        self.metrics.feed_parcels.labels(FEED, "cells_observed").inc(int(keep.sum()))
+        log.info("sentinel2: %s: %d cells of optical areas observed", item.id, int(keep.sum()))
+        return chunks_by_shard(FEED, item.id, rows.acquired_at, OPTICAL_BANDS, cells.ids[at],
+                               cells.shards[at], indices[keep].astype(np.float32),
+                               rows.valid_fraction[keep], targets="cells")
 
     def _count(self, item: pystac.Item, rows: ItemRows | None, seconds: float) -> None:
         if rows is None:
@@ -413,7 +475,7 @@ def secret(value: SecretStr | None) -> str | None:
 
 def _build(settings: Sentinel2Settings, context: FeedContext) -> Sentinel2Feed:
     return Sentinel2Feed(context.host, context.band_names, settings.config(),
-                         settings.poll_seconds, context.metrics)
+                         settings.poll_seconds, context.metrics, shards=context.shards)
 
 
 FEED_SPEC = FeedSpec(FEED, Sentinel2Settings, _build,

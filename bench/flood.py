@@ -19,13 +19,12 @@ observations (annotation, calibration, windows of DN, sigma0, cell means) in sec
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-
-import sys
-from pathlib import Path
 
 from common import print_table
 
@@ -153,8 +152,8 @@ def processor_speed(areas: int, seconds: float = 3.0) -> tuple[float, int]:
     rows = [r for grid in feed.grids for r in cell_rows(grid, 64)]
     registry = TargetRegistry(lambda: ([r["id"] for r in rows], [r["shard"] for r in rows],
                                        [None] * len(rows)))
-    grids = {g.area_id: g.definition() for g in feed.grids}
-    processor = AreaProcessor(registry, Metrics(), 0.5, grids.get)
+    areas = {g.area_id: (g.definition(), g.count) for g in feed.grids}
+    processor = AreaProcessor(registry, Metrics(), 0.5, areas.__getitem__)
     ids = np.array([r["id"] for r in rows], dtype=object)
     shards = np.array([r["shard"] for r in rows])
     events = feed._events(0)

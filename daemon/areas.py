@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +26,10 @@ import pandas as pd
 import torch
 
 from eowatch.cells import extent, parse_cell_ids
-from eowatch.contract.messages import SCHEMA_VERSION, Decision
+from eowatch.contract.messages import SCHEMA_VERSION, Decision, ObservationChunk
 from eowatch.models import flood
 
+from .bus.base import Record
 from .metrics import Metrics
 from .outcomes import BatchOutput
 from .processing import Processor
@@ -38,6 +40,42 @@ from .state_model import Decided
 
 log = logging.getLogger(__name__)
 STATUS, P_FLOOD = 0, 1  # the flood model's output columns
+# what the processor reads: a radar observation fills the first four, an optical one the last
+# two, the others NaN (feeds publish either set: flood.BANDS or flood.OPTICAL_BANDS)
+CELL_BANDS = flood.BANDS + flood.OPTICAL_BANDS
+RADAR = [CELL_BANDS.index(b) for b in ("VV", "VH", "orbit")]   # incidence may be unknown
+OPTICAL = [CELL_BANDS.index(b) for b in flood.OPTICAL_BANDS]
+VV, VH, ORBIT, MNDWI = (CELL_BANDS.index(b) for b in ("VV", "VH", "orbit", "MNDWI"))
+
+
+def is_radar(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values[:, RADAR]).all(axis=1)
+
+
+def unify(chunk: ObservationChunk) -> ObservationChunk:
+    """A radar or optical chunk with its values in CELL_BANDS columns (others NaN); any other
+    chunk as it is (the band check refuses it)."""
+    for bands in (flood.BANDS, flood.OPTICAL_BANDS):
+        if chunk.band_names == bands:
+            values = np.full((len(chunk.values), len(CELL_BANDS)), np.nan, np.float32)
+            values[:, [CELL_BANDS.index(b) for b in bands]] = chunk.values
+            return replace(chunk, band_names=CELL_BANDS, values=values)
+    return chunk
+
+
+def step_cells(state: flood.FloodState, rows: np.ndarray, values: np.ndarray,
+               groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step each cell (a row of ``state``) by its observation, radar or optical."""
+    status, p = np.empty(len(rows), np.int64), np.empty(len(rows))
+    radar = is_radar(values)
+    if radar.any():
+        v = values[radar].astype(np.float64)
+        status[radar], p[radar] = flood.step(state, rows[radar], v[:, ORBIT], v[:, VV],
+                                             v[:, VH], groups[radar])
+    if (~radar).any():
+        status[~radar], p[~radar] = flood.step_optical(
+            state, rows[~radar], values[~radar, MNDWI].astype(np.float64))
+    return status, p
 
 
 class FloodModel:
@@ -46,7 +84,7 @@ class FloodModel:
 
     targets = "cells"
     key = version = flood.VERSION
-    band_names: tuple[str, ...] = flood.BANDS
+    band_names: tuple[str, ...] = CELL_BANDS
     state_shape: tuple[int, ...] = (flood.STATE_WIDTH,)
     output_names: tuple[str, ...] = ("status", "p_flood")
 
@@ -57,9 +95,8 @@ class FloodModel:
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All rows as one group (AreaProcessor steps per area and acquisition instead)."""
         packed = state.cpu().numpy().astype(np.float64)
-        v = values.cpu().numpy().astype(np.float64)
-        status, p = flood.step(flood.FloodState.of(packed), np.arange(len(packed)), v[:, 3],
-                               v[:, 0], v[:, 1])
+        status, p = step_cells(flood.FloodState.of(packed), np.arange(len(packed)),
+                               values.cpu().numpy(), np.zeros(len(packed), np.int64))
         outputs = torch.from_numpy(np.column_stack([status, p]))
         return torch.from_numpy(packed), outputs, torch.zeros(len(packed))
 
@@ -89,18 +126,16 @@ class AreaProcessor(Processor):
     """Steps the cells of areas and turns each area's observation into flood events."""
 
     def __init__(self, registry: TargetRegistry, metrics: Metrics, min_valid_fraction: float,
-                 grid_of: Callable[[str], dict[str, Any] | None],
+                 read_area: Callable[[str], tuple[dict[str, Any] | None, int]],
                  load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None, budget_bytes: int | None = None,
                  rule: flood.EventRule | None = None) -> None:
         super().__init__(FloodModel(), registry, metrics, min_valid_fraction, "01-01",
                          "cpu", torch.float64, load_states, budget_bytes)
-        # the incidence angle is informative: a geocoded product may not give one (NaN)
-        self.finite_bands = [i for i, band in enumerate(flood.BANDS) if band != "incidence"]
         self.areas = StateTable(_AreaEvents(), "cpu", torch.float64)  # type: ignore[arg-type]
         self.areas_key = f"{self.model.key}/areas"
-        self.grid_of, self.rule = grid_of, rule or flood.EventRule()
-        self.grids: dict[str, dict[str, Any]] = {}
+        self.read_area, self.rule = read_area, rule or flood.EventRule()
+        self.areas_known: dict[str, tuple[dict[str, Any], int]] = {}
         # per row of the cell table: its area (a code into area_names), grid row and column,
         # parsed from the cell id once in the row's life
         self.area_names: list[str] = []
@@ -146,6 +181,13 @@ class AreaProcessor(Processor):
         self.cell_place[freed[freed < len(self.cell_place)]] = -1  # the rows get other cells
         super().drop_shards(shards)
 
+    def process(self, items: list[tuple[Record, ObservationChunk]], out: BatchOutput) -> None:
+        super().process([(record, unify(chunk)) for record, chunk in items], out)
+
+    def bad_values(self, values: np.ndarray) -> np.ndarray:
+        """Rows with neither a whole radar observation nor a whole optical one."""
+        return ~(is_radar(values) | np.isfinite(values[:, OPTICAL]).all(axis=1))
+
     def seasons(self, chunk: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells have no seasons: their normal backscatter is learned on and on."""
         return np.zeros(len(positions), np.int64), np.zeros(len(positions), np.float32)
@@ -156,9 +198,7 @@ class AreaProcessor(Processor):
         t = self.table
         started = time.perf_counter()
         state = flood.FloodState.of(t.state.numpy())
-        values = batch.values.astype(np.float64)
-        status, p = flood.step(state, rows, values[:, 3], values[:, 0], values[:, 1],
-                               self.groups(rows, batch)[0])
+        status, p = step_cells(state, rows, batch.values, self.groups(rows, batch)[0])
         self.metrics.step_seconds.labels(self.model.targets).observe(
             time.perf_counter() - started)
         self.metrics.batch_parcels.labels(self.model.targets).observe(len(rows))
@@ -175,39 +215,44 @@ class AreaProcessor(Processor):
         return place[:, 0] * len(names) + acquisitions, place
 
     def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
-        """One verdict per area and acquisition: the area's event opens, updates or closes."""
+        """One verdict per area and acquisition: the area's event opens, updates or closes.
+        An optical acquisition gives one only when it saw enough of the area clear."""
         status = self.table.outputs[rows, STATUS].astype(np.int64)
         p = self.table.outputs[rows, P_FLOOD].astype(np.float64)
+        radar = is_radar(batch.values)
         groups, place = self.groups(rows, batch)
         order = np.argsort(groups, kind="stable")
         for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
-            area = self.area_names[place[members[0], 0]]
-            acquisition = batch.acquisition[members[0]]
-            grid = self.grid(area)
+            first = members[0]
+            area = self.area_names[place[first, 0]]
+            grid, cells = self.area_info(area)
             if grid is None:
                 continue
-            first = members[0]
+            if not radar[first] and len(members) < flood.OPTICAL_MIN_COVER * cells:
+                continue  # mostly clouds: what the clear cells show stays in the cells
             row = self.areas.add(np.array([area], dtype=object), batch.shards[[first]])[0]
             if self.areas.last_time[row] >= batch.time[first]:
                 continue  # this acquisition already counted (a retried wave)
+            cell_km2 = (grid["size"] / 1000) ** 2
             event = self.areas.state[row].numpy()  # a view: observe_area writes through it
             message = flood.observe_area(event, area, float(batch.time[first]),
-                                         status[members], p[members],
-                                         (grid["size"] / 1000) ** 2, self.rule)
+                                         status[members], p[members], cell_km2, self.rule)
             self.areas.last_time[row] = batch.time[first]
             self.areas.observations[row] += 1
-            self.areas.acquisition[row] = acquisition
+            self.areas.acquisition[row] = batch.acquisition[first]
             self.areas.dirty.add(int(row))
             flooded = members[status[members] == flood.FLOODED]
-            self.areas.outputs[row, 0] = len(flooded) * (grid["size"] / 1000) ** 2
+            self.areas.outputs[row, 0] = len(flooded) * cell_km2
             self._report(area, event)
             if message is None:
                 continue
             out.alerts.append({
-                "schema_version": SCHEMA_VERSION, "alert_id": alert_id(message["event_id"], message["kind"],
+                "schema_version": SCHEMA_VERSION,
+                "alert_id": alert_id(message["event_id"], message["kind"],
                                      message["observed_at"]),
-                **message, "acquisition_id": acquisition, "shard": int(batch.shards[first]),
-                "sources": [str(batch.feed[first])], "model_version": self.model.version,
+                **message, "acquisition_id": batch.acquisition[first],
+                "shard": int(batch.shards[first]), "sources": [str(batch.feed[first])],
+                "model_version": self.model.version,
                 "extent": extent(grid, place[flooded, 1], place[flooded, 2])})
             self.metrics.alerts.labels(message["kind"]).inc()
 
@@ -216,15 +261,15 @@ class AreaProcessor(Processor):
         row = self.areas.lookup(np.array([area], dtype=object))[0]
         self.metrics.flooded_km2.labels(area).set(float(self.areas.outputs[row, 0]))
 
-    def grid(self, area: str) -> dict[str, Any] | None:
-        """An area's grid definition, read from the store once."""
-        if area not in self.grids:
-            found = self.grid_of(area)
-            if found is None:
+    def area_info(self, area: str) -> tuple[dict[str, Any] | None, int]:
+        """An area's grid definition and its number of cells, read from the store once."""
+        if area not in self.areas_known:
+            grid, cells = self.read_area(area)
+            if grid is None:
                 log.warning("area %s has cells but no grid: import it again", area)
-                return None
-            self.grids[area] = found
-        return self.grids[area]
+                return None, 0
+            self.areas_known[area] = (grid, cells)
+        return self.areas_known[area]
 
 
 def alert_row(alert: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                              help="attribute holding the parcel's season start (MM-DD)")
         else:
             imp.add_argument("--name-field", help="attribute holding the area's name")
+            imp.add_argument("--optical", action="store_true",
+                             help="also measure the areas' cells in Sentinel-2 (NDWI, MNDWI of "
+                             "the clear pixels), second evidence for the flood model")
             imp.add_argument("--cell-size", type=float, default=DEFAULT_CELL_METRES,
                              help="side of the area's square cells in metres, on a grid in its "
                              f"UTM zone (default {DEFAULT_CELL_METRES:g})")
@@ -82,7 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
     else:
         rows, report = area_rows(args.file, args.id_field, args.name_field)
         grids = [grid_of(row["id"], row["geometry"], args.cell_size) for row in rows]
-        store.upsert_areas(rows)
+        store.upsert_areas([{**row, "optical": args.optical} for row in rows])
         for grid in grids:
             store.replace_cells(grid.area_id, grid.definition(), cell_rows(grid, settings.shards))
         print(f"{sum(g.count for g in grids):,} cells of {args.cell_size:g} m in "

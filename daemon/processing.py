@@ -54,8 +54,6 @@ class Processor:
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
         self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
-        # the bands that must be finite (a model may accept some as unknown)
-        self.finite_bands = list(range(len(model.band_names)))
 
     def ensure_shards(self, shards: Iterable[int]) -> None:
         """Load shards from their checkpoints, with a row for every registered parcel."""
@@ -173,11 +171,10 @@ class Processor:
         """
         checks = (
             ("unknown_parcel", positions < 0, "parcel ids not registered"),
-            ("nan_values", ~np.isfinite(chunk.values[:, self.finite_bands]).all(axis=1),
-             "non-finite band values"),
+            ("nan_values", self.bad_values(chunk.values), "non-finite band values"),
             ("bad_valid_fraction", ~((chunk.valid_fraction >= 0) & (chunk.valid_fraction <= 1)),
              "valid fractions outside 0-1"),
-            ("wrong_shard", (positions >= 0) & (self.registry.shards[positions] != chunk.shard),
+            ("wrong_shard", (positions >= 0) & (self.shard_at(positions) != chunk.shard),
              f"parcels that do not belong to shard {chunk.shard}"),
         )
         keep = np.ones(len(chunk.parcel_ids), bool)
@@ -191,6 +188,16 @@ class Processor:
                             with_payload=False)
                 keep &= ~bad
         return keep
+
+    def shard_at(self, positions: np.ndarray) -> np.ndarray:
+        """The registered shard at each registry position, -1 for unknown (-1) positions."""
+        if not len(self.registry.shards):
+            return np.full(len(positions), -1, np.int64)
+        return np.where(positions >= 0, self.registry.shards[np.maximum(positions, 0)], -1)
+
+    def bad_values(self, values: np.ndarray) -> np.ndarray:
+        """Rows whose values the model cannot use: any non-finite one."""
+        return ~np.isfinite(values).all(axis=1)
 
     def seasons(self, chunk: ObservationChunk, positions: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,12 +17,13 @@ from eowatch import __version__
 from eowatch.contract.feeds import Feed, FeedContext
 from eowatch.contract.registry import check_config_keys, feed_spec, load_feed_settings
 from eowatch.errors import EowatchError
+from eowatch.models import flood
 from eowatch.models.artifact import LoadedModel, ModelMetadata, load_artifact
 from eowatch.settings import Settings
 
 from . import scheduler as jobs
 from .api import create_app
-from .areas import AreaProcessor, FloodModel
+from .areas import AreaProcessor
 from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
@@ -107,10 +108,10 @@ def check_feed(feed: Feed, crop: LoadedModel) -> None:
     if feed.targets == "parcels":
         crop.check_bands(feed.name, feed.band_names)
     elif feed.targets == "cells":
-        if tuple(feed.band_names) != FloodModel.band_names:
+        if tuple(feed.band_names) not in (flood.BANDS, flood.OPTICAL_BANDS):
             raise EowatchError(f"feed {feed.name!r} observes cells with bands "
                                f"{list(feed.band_names)}; the flood model reads "
-                               f"{list(FloodModel.band_names)}")
+                               f"{list(flood.BANDS)} or {list(flood.OPTICAL_BANDS)}")
     else:
         raise EowatchError(f"feed {feed.name!r} observes {feed.targets!r}; this daemon runs "
                            "state models for parcels and cells")
@@ -159,7 +160,7 @@ class Daemon:
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
             step_batch=settings.step_batch)
         self.areas = AreaProcessor(TargetRegistry(self.store.cell_columns), self.metrics,
-                                   settings.min_valid_fraction, self.store.area_grid,
+                                   settings.min_valid_fraction, self.store.area_cells,
                                    load_states=self.store.load_states,
                                    budget_bytes=settings.state_budget_bytes)
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,

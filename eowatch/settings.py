@@ -73,8 +73,8 @@ class Settings(BaseSettings):
         None, description="season start MM-DD of parcels imported without one (default: the "
         "model's season; 02-29 is 03-01 in other years)")
     feeds: CommaList[str] = Field(
-        ("simulated", "simulated-sentinel1"), description="enabled feeds, comma separated; each has settings of its "
-        "own (`eowatch feeds`)")
+        ("simulated", "simulated-sentinel1"), description="enabled feeds, comma separated; each "
+        "has settings of its own (`eowatch feeds`)")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")

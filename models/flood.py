@@ -49,6 +49,10 @@ import numpy as np
 # what an observation of a cell carries: mean VV and VH backscatter in dB (averaged in linear
 # power), the mean incidence angle in degrees, and the relative orbit of the acquisition
 BANDS = ("VV", "VH", "incidence", "orbit")
+# what a clear optical observation of a cell carries (Sentinel-2: reflectance means of the cell's
+# clear pixels): McFeeters' NDWI (green - NIR) / (green + NIR) and Xu's MNDWI
+# (green - SWIR 1.6 µm) / (green + SWIR), which tells water from built-up land better
+OPTICAL_BANDS = ("NDWI", "MNDWI")
 VERSION = "flood-1"        # the layout of the packed state below; a new layout, a new version
 
 WATER_VV_DB, WATER_VH_DB = -22.0, -28.0   # open water, C-band VV/VH (GFM, Martinis et al. 2015)
@@ -64,6 +68,9 @@ BRIGHT_DB = -6.5           # normal VV above: excluded (urban, dense forest)
 ORBIT_SLOTS = 4            # relative orbits remembered per cell
 SCENE_DROP_DB = 2.0        # median drop of the bright cells that marks a darkened scene
 SCENE_MIN_CELLS = 10       # bright cells needed to judge the scene
+MNDWI_WATER = 0.0          # Xu (2006): open water has MNDWI > 0
+MNDWI_WIDTH = 0.1          # logistic width of the optical flood probability around it
+OPTICAL_MIN_COVER = 0.5    # clear share of an area's cells an optical verdict needs
 
 # status of a cell after an observation
 WARMING_UP, DRY, FLOODED, REFERENCE_WATER, EXCLUDED = range(5)
@@ -146,6 +153,16 @@ def _darkened(vv_db: np.ndarray, mean_vv: np.ndarray, bright: np.ndarray,
     return darkened
 
 
+def _status(ready: np.ndarray, reference: np.ndarray, bright: np.ndarray,
+            flooded: np.ndarray) -> np.ndarray:
+    status = np.full(len(ready), DRY)
+    status[~ready] = WARMING_UP
+    status[reference] = REFERENCE_WATER
+    status[bright] = EXCLUDED
+    status[flooded] = FLOODED
+    return status
+
+
 def step(state: FloodState, cells: np.ndarray, orbit: int | np.ndarray, vv_db: np.ndarray,
          vh_db: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Apply one observation to each of ``cells`` (distinct); returns (status, flood
@@ -186,12 +203,27 @@ def step(state: FloodState, cells: np.ndarray, orbit: int | np.ndarray, vv_db: n
     state.count[rows, learn_slot] = n
     state.last_vv[cells, slot] = x[:, 0]
     state.flooded[cells] = flooded
-    status = np.full(len(cells), DRY)
-    status[~ready] = WARMING_UP
-    status[reference] = REFERENCE_WATER
-    status[bright] = EXCLUDED
-    status[flooded] = FLOODED
-    return status, p
+    return _status(ready, reference, bright, flooded), p
+
+
+def step_optical(state: FloodState, cells: np.ndarray, mndwi: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one clear optical observation to each of ``cells``: open water (MNDWI above
+    ``MNDWI_WATER``) where the radar's normal backscatter says the cell is dry land is flood
+    water; elsewhere the cell is not flooded. Cells the radar has not learned yet, reference
+    water and excluded cells keep those statuses. Returns (status, flood probability); the
+    normal backscatter models are left as they are."""
+    cells = np.asarray(cells)
+    counts = state.count[cells]
+    known = np.argmax(counts, axis=1)                     # the orbit observed most
+    ready = counts[np.arange(len(cells)), known] >= WARMUP
+    mean_vv = state.mean[cells, known, 0]
+    reference = ready & (mean_vv <= WATER_LIKE_DB)
+    bright = ready & (mean_vv > BRIGHT_DB)
+    p = 1.0 / (1.0 + np.exp(-np.clip((mndwi - MNDWI_WATER) / MNDWI_WIDTH, -50, 50)))
+    flooded = ready & ~reference & ~bright & (p >= 0.5)
+    state.flooded[cells] = flooded
+    return _status(ready, reference, bright, flooded), p
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ class Store:
                     update=True)
 
     def upsert_areas(self, rows: Sequence[dict[str, Any]]) -> None:
-        defaults = {"name": "", "source": "", "created_at": utcnow()}
+        defaults = {"name": "", "source": "", "optical": False, "created_at": utcnow()}
         with self.transaction() as conn:
             _upsert(conn, AREAS, [{**defaults, **r} for r in rows], ["id"],
                     update=True)
@@ -168,13 +168,6 @@ class Store:
         start of their own: None)."""
         rows = self._fetch_all(sa.select(CELLS.c.id, CELLS.c.shard))
         return [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows)
-
-    def area_grid(self, area_id: str) -> dict[str, Any] | None:
-        """An area's grid definition (eowatch.cells.CellGrid.definition), None if it has none."""
-        with self.engine.connect() as conn:
-            grid = conn.execute(sa.select(AREAS.c.grid).where(AREAS.c.id == area_id)
-                                ).scalar_one_or_none()
-        return json.loads(grid) if grid else None
 
     def area_cells(self, area_id: str) -> tuple[dict[str, Any] | None, int]:
         """An area's grid definition and its number of cells."""
@@ -435,10 +428,11 @@ class Store:
         return Page(items, int(total))
 
     def list_areas(self) -> list[dict[str, Any]]:
-        """Every area: id, name, geometry (GeoJSON), source and grid definition (or None)."""
+        """Every area: id, name, geometry (GeoJSON), source, grid definition (or None) and
+        whether it is measured in optical images too."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(AREAS.c.id, AREAS.c.name, AREAS.c.geometry,
-                                          AREAS.c.source, AREAS.c.grid)
+                                          AREAS.c.source, AREAS.c.grid, AREAS.c.optical)
                                 .order_by(AREAS.c.id)).mappings().all()
         return [{**r, "grid": json.loads(r["grid"]) if r["grid"] else None} for r in rows]
 

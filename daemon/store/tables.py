@@ -55,6 +55,9 @@ class Area(SQLModel, table=True):
     source: str = ""
     # its cell grid (eowatch.cells.CellGrid.definition) as JSON; None: imported before cells
     grid: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # its cells are measured in Sentinel-2 too (second evidence for the flood model)
+    optical: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False,
+                                                             server_default=sa.false()))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 

@@ -117,3 +117,14 @@ def test_chunks_that_cannot_be_right_are_dead_lettered_whole_or_by_row(processor
         (0, "duplicate_ids"), (1, "time_out_of_range"), (2, "bad_valid_fraction")]
     assert "2 valid fractions outside 0-1" in out.dead_letters[2]["detail"]
     assert observations(processor, "a") == observations(processor, "b") == 0
+
+
+def test_targets_unknown_to_an_empty_registry_are_unknown_not_an_error(tmp_path):
+    """A daemon whose registry holds no target yet (areas imported after it started) names
+    the ids it does not know, as it does with a registry that holds others."""
+    store = Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    store.migrate()
+    empty = Processor(CropModel(load_artifact(DEFAULT_MODEL)), parcel_registry(store),
+                      Metrics(), 0.5, "01-01")
+    out = run(empty, chunk(empty, ["nobody"], datetime(2026, 3, 1, tzinfo=UTC)))
+    assert [d["reason"] for d in out.dead_letters] == ["unknown_parcel"]

@@ -1,9 +1,11 @@
 """Fault campaign: kill -9, dependency outages and malformed input against a simulated season.
 
-Every row runs `eowatch run` (the simulated feed: one season of --parcels parcels) and compares
-its decisions with an undisturbed run's: lost (expected, not made), duplicated (one parcel and
-season decided twice in the store), differing (class, day, probabilities or stopping
-probability not identical).
+Every row runs `eowatch run` (the simulated feed: one season of --parcels parcels; beside it the
+simulated radar feed: two years over a floodplain with a flood in the second, paced to end with
+the season) and compares its decisions with an undisturbed run's: lost (expected, not made),
+duplicated (one parcel and season decided twice in the store), differing (class, day,
+probabilities or stopping probability not identical); and its flood alerts the same way (by
+alert id; an alert not in the reference, such as a second `flood.opened`, is unexpected).
 
   kill-embedded  --kills kill -9 at random moments, embedded bus + SQLite
   kill-kafka     --kills kill -9 at random moments, Kafka protocol (Tansu) + PostgreSQL
@@ -46,6 +48,8 @@ from eowatch.daemon.bus.tansu import free_port, start_broker
 PG_ADMIN_URL = os.environ.get("EOWATCH_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 Decisions = dict[str, tuple]
+Alerts = dict[str, str]
+Expected = tuple[Decisions, Alerts]
 
 
 def decisions_in(store_url: str) -> tuple[Decisions, int]:
@@ -63,14 +67,35 @@ def decisions_in(store_url: str) -> tuple[Decisions, int]:
     return found, len(rows) - len(seen)
 
 
-def compare(expected: Decisions, store_url: str) -> dict[str, int]:
+def alerts_in(store_url: str) -> Alerts:
+    """Each stored flood alert's message (canonical JSON), by alert id."""
+    engine = sa.create_engine(store_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT alert_id, payload FROM alerts")).all()
+    engine.dispose()
+    return {r.alert_id: json.dumps(json.loads(r.payload), sort_keys=True) for r in rows}
+
+
+def compare(expected: tuple[Decisions, Alerts | None], store_url: str) -> dict[str, object]:
+    """Decisions and (when the row ran the radar feed) alerts against the reference's."""
+    decisions, alerts = expected
     got, duplicated = decisions_in(store_url)
-    differing = sorted(p for p in set(expected) & set(got) if expected[p] != got[p])
+    differing = sorted(p for p in set(decisions) & set(got) if decisions[p] != got[p])
     for parcel in differing[:3]:  # on stderr, to see how they differ
-        print(f"  {parcel}: expected {expected[parcel]}, got {got[parcel]}", file=sys.stderr)
-    return {"expected": len(expected), "got": len(got),
-            "lost": len(set(expected) - set(got)), "duplicated": duplicated,
-            "differing": len(differing), "unexpected": len(set(got) - set(expected))}
+        print(f"  {parcel}: expected {decisions[parcel]}, got {got[parcel]}", file=sys.stderr)
+    result = {"expected": len(decisions), "got": len(got),
+              "lost": len(set(decisions) - set(got)), "duplicated": duplicated,
+              "differing": len(differing), "unexpected": len(set(got) - set(decisions))}
+    if alerts is None:
+        return {**result, **dict.fromkeys(ALERT_COLUMNS, "-")}
+    stored = alerts_in(store_url)
+    return {**result, "alerts": f"{len(stored)}/{len(alerts)}",
+            "alerts lost": len(set(alerts) - set(stored)),
+            "alerts differing": sum(alerts[a] != stored[a] for a in set(alerts) & set(stored)),
+            "alerts unexpected": len(set(stored) - set(alerts))}
+
+
+ALERT_COLUMNS = ("alerts", "alerts lost", "alerts differing", "alerts unexpected")
 
 
 class Daemon:
@@ -112,6 +137,10 @@ class Daemon:
         status, body = self.get("/decisions?limit=1")
         return body["total"] if status == 200 and body else -1
 
+    def alerted(self) -> int:
+        status, body = self.get("/alerts?limit=1")
+        return body["total"] if status == 200 and body else -1
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -139,16 +168,20 @@ class Daemon:
 
 def season_env(workdir: Path, parcels: int, days_per_second: float, **extra: str
                ) -> dict[str, str]:
-    return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_FEEDS": "simulated",
+    return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_FEEDS": "simulated,simulated-sentinel1",
+            "EOWATCH_SIMS1_YEARS": "2", "EOWATCH_SIMS1_POLL_SECONDS": "0.2",
+            "EOWATCH_SIMS1_DAYS_PER_SECOND": str(2 * days_per_second),  # two years a season
             "EOWATCH_SIM_PARCELS": str(parcels),
             "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": str(days_per_second),
             "EOWATCH_SIM_POLL_SECONDS": "0.2", "EOWATCH_SHARDS": "32",
             "EOWATCH_PARTITIONS": "4", "EOWATCH_CHECKPOINT_SECONDS": "0.5", **extra}
 
 
-def run_to_end(daemon: Daemon, parcels: int, timeout_s: float = 600) -> None:
+def run_to_end(daemon: Daemon, parcels: int, alerts: int = 0, timeout_s: float = 600) -> None:
+    """Until every parcel decided and (``alerts``) the radar's alerts are all in."""
     daemon.start()
-    daemon.wait_until(lambda: daemon.decided() >= parcels, timeout_s)
+    daemon.wait_until(lambda: daemon.decided() >= parcels and daemon.alerted() >= alerts,
+                      timeout_s)
     daemon.stop()
 
 
@@ -167,16 +200,26 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-def reference(workdir: Path, parcels: int) -> Decisions:
-    """An undisturbed run of the same season (embedded bus, SQLite, fast-forwarded)."""
+def reference(workdir: Path, parcels: int) -> tuple[Decisions, Alerts]:
+    """An undisturbed run of the same season and radar years (embedded bus, SQLite,
+    fast-forwarded); it ends when the flood's event has closed."""
     path = workdir / "reference"
     path.mkdir()
-    run_to_end(Daemon(path, season_env(path, parcels, 400)), parcels)
-    return decisions_in(f"sqlite:///{path / 'eowatch.db'}")[0]
+    daemon = Daemon(path, season_env(path, parcels, 100))
+    daemon.start()
+    daemon.wait_until(lambda: daemon.decided() >= parcels and closed(daemon), 600)
+    daemon.stop()
+    url = f"sqlite:///{path / 'eowatch.db'}"
+    return decisions_in(url)[0], alerts_in(url)
+
+
+def closed(daemon: Daemon) -> bool:
+    status, body = daemon.get("/alerts?kind=flood.closed&limit=1")
+    return status == 200 and bool(body) and body["total"] > 0
 
 
 def kill_campaign(daemon: Daemon, kills: int, parcels: int, rng: random.Random,
-                  most_s: float) -> dict[str, object]:
+                  most_s: float, alerts: int = 0) -> dict[str, object]:
     """``kills`` times: start, wait until the consumer holds partitions (on Kafka, once the
     killed member's session has expired), kill -9 at a random moment of the next ``most_s``
     seconds; then a last life to the season's end."""
@@ -189,20 +232,21 @@ def kill_campaign(daemon: Daemon, kills: int, parcels: int, rng: random.Random,
         during += daemon.decided() < parcels
         daemon.kill()
     started = time.monotonic()
-    run_to_end(daemon, parcels)
+    run_to_end(daemon, parcels, alerts)
     return {"kills": kills, "holding partitions": assigned, "before the season's end": during,
             "last life s": round(time.monotonic() - started, 1)}
 
 
-def row_kill_embedded(args: argparse.Namespace, workdir: Path, expected: Decisions) -> dict:
+def row_kill_embedded(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:
     path = workdir / "kill-embedded"
     path.mkdir()
     daemon = Daemon(path, season_env(path, args.parcels, args.embedded_days_per_second))
-    extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(1), 3.0)
+    extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(1), 3.0,
+                          len(expected[1]))
     return {**compare(expected, f"sqlite:///{path / 'eowatch.db'}"), **extra}
 
 
-def row_kill_kafka(args: argparse.Namespace, workdir: Path, expected: Decisions) -> dict:
+def row_kill_kafka(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:
     path = workdir / "kill-kafka"
     path.mkdir()
     broker, bootstrap = start_broker(log=path / "broker.log")
@@ -211,14 +255,15 @@ def row_kill_kafka(args: argparse.Namespace, workdir: Path, expected: Decisions)
             daemon = Daemon(path, season_env(
                 path, args.parcels, args.kafka_days_per_second, EOWATCH_BUS="kafka",
                 EOWATCH_KAFKA_BOOTSTRAP=bootstrap, EOWATCH_STORE_URL=url))
-            extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(2), 4.0)
+            extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(2), 4.0,
+                                  len(expected[1]))
             return {**compare(expected, url), **extra}
     finally:
         broker.terminate()
         broker.wait()
 
 
-def row_outage(args: argparse.Namespace, workdir: Path, expected: Decisions) -> dict:
+def row_outage(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:
     """PostgreSQL restarted, then the broker down for a minute, while the season plays."""
     from moto.server import ThreadedMotoServer
 
@@ -257,7 +302,9 @@ def row_outage(args: argparse.Namespace, workdir: Path, expected: Decisions) -> 
             broker_down = sample_readiness(daemon, args.outage_seconds)
             process = broker()
             broker_ready, broker_progress = recovery(daemon)
-            caught_up = daemon.wait_until(lambda: daemon.decided() >= args.parcels, 600)
+            caught_up = daemon.wait_until(
+                lambda: daemon.decided() >= args.parcels
+                and daemon.alerted() >= len(expected[1]), 600)
             daemon.stop()
             return {**compare(expected, url),
                     "503 while PostgreSQL down": pg_down,
@@ -289,7 +336,7 @@ def recovery(daemon: Daemon) -> tuple[float, float]:
     return round(ready, 1), round(time.monotonic() - started, 1)
 
 
-def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Decisions) -> dict:
+def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:
     from fuzz import malformed_messages
 
     from eowatch.daemon.bus.base import OutMessage
@@ -299,7 +346,8 @@ def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Decisions) -> di
     logging.getLogger("eowatch").setLevel(logging.ERROR)  # a warning per dead letter otherwise
     path = workdir / "fuzz"
     path.mkdir()
-    daemon = InProcess(load_settings(data_dir=path, shards=32, partitions=4, api_port=0),
+    daemon = InProcess(load_settings(data_dir=path, shards=32, partitions=4, api_port=0,
+                                     feeds=("simulated",)),
                        feed_settings={"simulated": {"parcels": args.parcels, "seasons": 1,
                                                     "days_per_second": 1e-9}})
     feed = daemon.adapters[0]
@@ -323,7 +371,7 @@ def row_fuzz(args: argparse.Namespace, workdir: Path, expected: Decisions) -> di
         reasons = daemon.store.dead_letter_counts()
     finally:
         daemon.shutdown()
-    return {**compare(expected, f"sqlite:///{path / 'eowatch.db'}"),
+    return {**compare((expected[0], None), f"sqlite:///{path / 'eowatch.db'}"),
             "malformed": len(offsets), "dead-lettered": len(set(offsets) & dead),
             "not dead-lettered": len(set(offsets) - dead),
             "reasons": " ".join(f"{k}={v}" for k, v in sorted(reasons.items()))}
@@ -366,7 +414,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eowatch-faults-") as tmp:
         workdir = Path(tmp)
         expected = reference(workdir, args.parcels)
-        print(f"reference: {len(expected)} decisions", file=sys.stderr, flush=True)
+        print(f"reference: {len(expected[0])} decisions, {len(expected[1])} alerts",
+              file=sys.stderr, flush=True)
         results = []
         for name in args.rows.split(","):
             started = time.monotonic()
@@ -374,9 +423,11 @@ def main() -> None:
             result["minutes"] = round((time.monotonic() - started) / 60, 1)
             print(f"{name}: {result}", file=sys.stderr, flush=True)
             results.append((name, result))
-    columns = ["expected", "got", "lost", "duplicated", "differing", "unexpected"]
+    columns = ["expected", "got", "lost", "duplicated", "differing", "unexpected",
+               *ALERT_COLUMNS]
+    counted = [c for c in columns[2:] if c != "alerts"]
     failed = [name for name, r in results
-              if any(r[c] for c in columns[2:]) or r.get("not dead-lettered")]
+              if any(r[c] not in (0, "-") for c in counted) or r.get("not dead-lettered")]
     print_table(["row", *columns, "details"],
                 [[name, *(r.pop(c) for c in columns),
                   "; ".join(f"{k} {v}" for k, v in r.items())] for name, r in results])

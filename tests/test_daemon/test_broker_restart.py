@@ -52,7 +52,8 @@ def test_the_daemon_reconnects_after_a_broker_restart_and_catches_up(tmp_path, u
     daemon = start(tmp_path, "daemon", port, {
         "EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
         "EOWATCH_TOPIC_PREFIX": unique, "EOWATCH_CONSUMER_GROUP": f"{unique}-group",
-        "EOWATCH_PARTITIONS": "4", "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
+        "EOWATCH_PARTITIONS": "4", "EOWATCH_SHARDS": "32", "EOWATCH_FEEDS": "simulated",
+        "EOWATCH_SIM_PARCELS": str(PARCELS),
         "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": "16",
         "EOWATCH_DATA_DIR": str(tmp_path)})
     second = None
@@ -99,7 +100,8 @@ def test_sigterm_while_the_broker_is_down_ends_the_daemon(tmp_path, unique):
         "EOWATCH_BUS": "kafka", "EOWATCH_KAFKA_BOOTSTRAP": bootstrap,
         "EOWATCH_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "EOWATCH_TOPIC_PREFIX": unique, "EOWATCH_CONSUMER_GROUP": f"{unique}-group",
-        "EOWATCH_PARTITIONS": "4", "EOWATCH_SHARDS": "32", "EOWATCH_SIM_PARCELS": str(PARCELS),
+        "EOWATCH_PARTITIONS": "4", "EOWATCH_SHARDS": "32", "EOWATCH_FEEDS": "simulated",
+        "EOWATCH_SIM_PARCELS": str(PARCELS),
         "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": "20",
         "EOWATCH_DATA_DIR": str(tmp_path)})
     try:

@@ -90,8 +90,8 @@ def test_bad_input_goes_to_dead_letters_and_the_daemon_moves_on(daemon):
         OutMessage(b"1", good_chunk(daemon, same_shard, nan_values).encode(), shard),
         OutMessage(b"1", good_chunk(daemon, same_shard, np.zeros((3, 4), np.float32),
                                     bands=("B02", "B03", "B04", "B08")).encode(), shard),
-        # targets no state model of this daemon reads (grid cells of flood areas)
-        OutMessage(b"1", replace(good_chunk(daemon, same_shard), targets="cells").encode(),
+        # targets no state model of this daemon reads (it runs parcels and cells)
+        OutMessage(b"1", replace(good_chunk(daemon, same_shard), targets="stations").encode(),
                    shard),
     ]
     daemon.bus.publish(daemon.topics["observations"], bad)

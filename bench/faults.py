@@ -166,11 +166,13 @@ class Daemon:
         return time.monotonic() - started
 
 
-def season_env(workdir: Path, parcels: int, days_per_second: float, **extra: str
-               ) -> dict[str, str]:
+def season_env(workdir: Path, parcels: int, days_per_second: float,
+               radar_days_per_second: float | None = None, **extra: str) -> dict[str, str]:
+    """``radar_days_per_second``: the radar's pace (default: its two years in one season)."""
+    radar = radar_days_per_second or 2 * days_per_second
     return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_FEEDS": "simulated,simulated-sentinel1",
             "EOWATCH_SIMS1_YEARS": "2", "EOWATCH_SIMS1_POLL_SECONDS": "0.2",
-            "EOWATCH_SIMS1_DAYS_PER_SECOND": str(2 * days_per_second),  # two years a season
+            "EOWATCH_SIMS1_DAYS_PER_SECOND": str(radar),
             "EOWATCH_SIM_PARCELS": str(parcels),
             "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": str(days_per_second),
             "EOWATCH_SIM_POLL_SECONDS": "0.2", "EOWATCH_SHARDS": "32",
@@ -223,24 +225,34 @@ def kill_campaign(daemon: Daemon, kills: int, parcels: int, rng: random.Random,
     """``kills`` times: start, wait until the consumer holds partitions (on Kafka, once the
     killed member's session has expired), kill -9 at a random moment of the next ``most_s``
     seconds; then a last life to the season's end."""
-    assigned = during = 0
+    assigned = during = flooding = 0
     for _ in range(kills):
         daemon.start()
         daemon.wait_until(lambda: daemon.metric("eowatch_partitions_assigned") > 0, 120)
         time.sleep(rng.uniform(0.0, most_s))
         assigned += daemon.metric("eowatch_partitions_assigned") > 0
         during += daemon.decided() < parcels
+        flooding += daemon.metric("eowatch_area_flood_open") > 0
         daemon.kill()
     started = time.monotonic()
     run_to_end(daemon, parcels, alerts)
     return {"kills": kills, "holding partitions": assigned, "before the season's end": during,
+            "while a flood event was open": flooding,
             "last life s": round(time.monotonic() - started, 1)}
+
+
+def radar_pace(kills: int, most_s: float) -> float:
+    """Radar days per second that put the flood (days 515 to about 560 of its two years)
+    among the kills: a life runs its feeds for about a second before it holds partitions, then
+    half of ``most_s`` on average."""
+    return 530.0 / (kills * (1.0 + most_s / 2))
 
 
 def row_kill_embedded(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:
     path = workdir / "kill-embedded"
     path.mkdir()
-    daemon = Daemon(path, season_env(path, args.parcels, args.embedded_days_per_second))
+    daemon = Daemon(path, season_env(path, args.parcels, args.embedded_days_per_second,
+                                     radar_pace(args.kills, 3.0)))
     extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(1), 3.0,
                           len(expected[1]))
     return {**compare(expected, f"sqlite:///{path / 'eowatch.db'}"), **extra}
@@ -253,8 +265,8 @@ def row_kill_kafka(args: argparse.Namespace, workdir: Path, expected: Expected) 
     try:
         with postgres_database() as url:
             daemon = Daemon(path, season_env(
-                path, args.parcels, args.kafka_days_per_second, EOWATCH_BUS="kafka",
-                EOWATCH_KAFKA_BOOTSTRAP=bootstrap, EOWATCH_STORE_URL=url))
+                path, args.parcels, args.kafka_days_per_second, radar_pace(args.kills, 4.0),
+                EOWATCH_BUS="kafka", EOWATCH_KAFKA_BOOTSTRAP=bootstrap, EOWATCH_STORE_URL=url))
             extra = kill_campaign(daemon, args.kills, args.parcels, random.Random(2), 4.0,
                                   len(expected[1]))
             return {**compare(expected, url), **extra}

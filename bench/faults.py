@@ -1,11 +1,12 @@
 """Fault campaign: kill -9, dependency outages and malformed input against a simulated season.
 
 Every row runs `eowatch run` (the simulated feed: one season of --parcels parcels; beside it the
-simulated radar feed: two years over a floodplain with a flood in the second, paced to end with
-the season) and compares its decisions with an undisturbed run's: lost (expected, not made),
-duplicated (one parcel and season decided twice in the store), differing (class, day,
-probabilities or stopping probability not identical); and its flood alerts the same way (by
-alert id; an alert not in the reference, such as a second `flood.opened`, is unexpected).
+simulated radar feed: a year over a floodplain with a flood from day 120, paced so that the
+flood falls among the kills) and compares its decisions with an undisturbed run's: lost
+(expected, not made), duplicated (one parcel and season decided twice in the store), differing
+(class, day, probabilities or stopping probability not identical); and its flood alerts the same
+way (by alert id; an alert not in the reference, such as a second `flood.opened`, is
+unexpected).
 
   kill-embedded  --kills kill -9 at random moments, embedded bus + SQLite
   kill-kafka     --kills kill -9 at random moments, Kafka protocol (Tansu) + PostgreSQL
@@ -50,6 +51,7 @@ PG_ADMIN_URL = os.environ.get("EOWATCH_TEST_PG_URL",
 Decisions = dict[str, tuple]
 Alerts = dict[str, str]
 Expected = tuple[Decisions, Alerts]
+FLOOD_DAY = 120   # the simulated radar's flood: its first 10 passes per orbit teach the model
 
 
 def decisions_in(store_url: str) -> tuple[Decisions, int]:
@@ -168,10 +170,11 @@ class Daemon:
 
 def season_env(workdir: Path, parcels: int, days_per_second: float,
                radar_days_per_second: float | None = None, **extra: str) -> dict[str, str]:
-    """``radar_days_per_second``: the radar's pace (default: its two years in one season)."""
-    radar = radar_days_per_second or 2 * days_per_second
+    """``radar_days_per_second``: the radar's pace (default: its year in one season)."""
+    radar = radar_days_per_second or days_per_second
     return {"EOWATCH_DATA_DIR": str(workdir), "EOWATCH_FEEDS": "simulated,simulated-sentinel1",
-            "EOWATCH_SIMS1_YEARS": "2", "EOWATCH_SIMS1_POLL_SECONDS": "0.2",
+            "EOWATCH_SIMS1_YEARS": "1", "EOWATCH_SIMS1_FLOOD_DAYS": str(FLOOD_DAY),
+            "EOWATCH_SIMS1_POLL_SECONDS": "0.2",
             "EOWATCH_SIMS1_DAYS_PER_SECOND": str(radar),
             "EOWATCH_SIM_PARCELS": str(parcels),
             "EOWATCH_SIM_SEASONS": "1", "EOWATCH_SIM_DAYS_PER_SECOND": str(days_per_second),
@@ -242,10 +245,10 @@ def kill_campaign(daemon: Daemon, kills: int, parcels: int, rng: random.Random,
 
 
 def radar_pace(kills: int, most_s: float) -> float:
-    """Radar days per second that put the flood (days 515 to about 560 of its two years)
-    among the kills: a life runs its feeds for about a second before it holds partitions, then
+    """Radar days per second that bring the flood (from day 120, about 45 days long) at 40 %
+    of the kills: a life runs its feeds for about two seconds before it holds partitions, then
     half of ``most_s`` on average."""
-    return 530.0 / (kills * (1.0 + most_s / 2))
+    return FLOOD_DAY / (0.4 * kills * (2.0 + most_s / 2))
 
 
 def row_kill_embedded(args: argparse.Namespace, workdir: Path, expected: Expected) -> dict:

@@ -4,11 +4,13 @@ decisions, areas and their flood alerts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eowatch import __version__
@@ -19,12 +21,21 @@ from .bus.base import Bus
 from .metrics import Metrics
 from .state import checkpointed_parcel
 from .store.store import Page, Store
+from .webhooks.api import create_router, scope_checker
+from .webhooks.targets import Resolver, system_resolver
 
 
 def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
-               model_sha256: str) -> FastAPI:
+               model_sha256: str, read_open: bool = True,
+               webhook_allowed: Sequence[IPv4Network | IPv6Network] = (),
+               resolve: Resolver = system_resolver) -> FastAPI:
+    """``read_open``: reading needs no token; ``webhook_allowed``: internal networks webhook
+    targets may be in."""
     app = FastAPI(title="eowatch", version=__version__,
-                  description="Early crop-type decisions and alerts from satellite feeds.")
+                  description="Early crop-type decisions and flood alerts from satellite "
+                              "feeds, and webhook subscriptions to them.")
+    reader = [Depends(scope_checker(store, read_open)("read"))]
+    app.include_router(create_router(store, webhook_allowed, resolve))
 
     @app.get("/healthz", summary="The process is alive")
     def healthz() -> dict[str, str]:
@@ -41,7 +52,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/parcels/{parcel_id}", summary="A parcel's observations, outputs and decisions")
+    @app.get("/parcels/{parcel_id}", dependencies=reader,
+             summary="A parcel's observations, outputs and decisions")
     def parcel(parcel_id: str) -> dict[str, Any]:
         row = store.get_parcel(parcel_id)
         if row is None:
@@ -64,7 +76,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                 "season_start": row["season_start"], "source": row["source"],
                 "state": current, "decisions": store.decisions_for(parcel_id)}
 
-    @app.get("/decisions", summary="Decisions, oldest acquisition first, paged")
+    @app.get("/decisions", dependencies=reader,
+             summary="Decisions, oldest acquisition first, paged")
     def decisions(crop: str | None = Query(None, alias="class"), feed: str | None = None,
                   since: datetime | None = None, until: datetime | None = None,
                   limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
@@ -75,7 +88,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                                     limit=limit, offset=offset)
         return paged(page, limit, offset)
 
-    @app.get("/alerts", summary="Flood alerts, oldest observation first, paged")
+    @app.get("/alerts", dependencies=reader,
+             summary="Flood alerts, oldest observation first, paged")
     def alerts(area: str | None = None,
                kind: Literal["flood.opened", "flood.updated", "flood.closed"] | None = None,
                since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
@@ -93,7 +107,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                                 "(`eowatch areas import`)")
         return area, AreaCells.of(store, area_id, area["grid"])
 
-    @app.get("/areas/{area_id}", summary="An area's cells by flood status and its open event")
+    @app.get("/areas/{area_id}", dependencies=reader,
+             summary="An area's cells by flood status and its open event")
     def area(area_id: str) -> dict[str, Any]:
         row, cells = area_cells(area_id)
         latest = store.list_alerts(area=area_id, limit=1, newest_first=True).items
@@ -103,7 +118,7 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                 "open_event": None if event is None else {
                     "event_id": event["event_id"], "last_alert": event}}
 
-    @app.get("/areas/{area_id}/flood.geojson",
+    @app.get("/areas/{area_id}/flood.geojson", dependencies=reader,
              summary="The area's flooded cells, dissolved, as of the last checkpoint")
     def flood_geojson(area_id: str) -> Response:
         _, cells = area_cells(area_id)
@@ -111,7 +126,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                    "properties": {"area_id": area_id, **cells.summary()}}
         return Response(json.dumps(feature), media_type="application/geo+json")
 
-    @app.get("/areas/{area_id}/flood.png", summary="A quick-look of the area's cells by status",
+    @app.get("/areas/{area_id}/flood.png", dependencies=reader,
+             summary="A quick-look of the area's cells by status",
              response_class=Response)
     def flood_png(area_id: str) -> Response:
         _, cells = area_cells(area_id)

@@ -38,6 +38,7 @@ class Snapshot:
     offsets: dict[tuple[str, int], int]
     epochs: dict[int, int] = field(default_factory=dict)  # shard -> the writer's claim
     alerts: list[dict[str, Any]] = field(default_factory=list)  # store rows of flood alerts
+    deliveries: list[dict[str, Any]] = field(default_factory=list)  # their webhooks (outbox)
     taken_at: float = field(default_factory=time.perf_counter)
 
 
@@ -91,6 +92,7 @@ class CheckpointWriter:
                     self.store.save_states(conn, model, rows)
                 self.store.insert_decisions(conn, snapshot.decisions)
                 self.store.insert_alerts(conn, snapshot.alerts)
+                self.store.insert_deliveries(conn, snapshot.deliveries)
                 self.store.insert_dead_letters(conn, snapshot.dead_letters)
                 self.store.save_offsets(conn, self.group, snapshot.offsets)
         except FencedError:

@@ -1,5 +1,5 @@
-"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import`, `eowatch settings` and
-`eowatch feeds` commands."""
+"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import`, `eowatch settings`,
+`eowatch feeds` and `eowatch tokens` commands."""
 
 from __future__ import annotations
 
@@ -55,6 +55,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                 "value and what it does.")
     feeds.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
     feeds.set_defaults(handler=show_feeds)
+
+    tokens = commands.add_parser("tokens", help="manage API tokens",
+                                 description="Manage the API's bearer tokens. Writing (webhook "
+                                 "subscriptions) needs a write or admin token; reading needs "
+                                 "a read token when EOWATCH_API_READ_OPEN=false.")
+    sub = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="create a token and print it (once)",
+                            description="Create a token; it is printed once and only its hash "
+                            "is kept.")
+    create.add_argument("--scope", required=True, choices=("read", "write", "admin"),
+                        help="read < write < admin: each can do what the ones before can")
+    create.add_argument("--name", default="", help="what it is for")
+    listing = sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    revoke = sub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+    for parser in (create, listing, revoke):
+        parser.add_argument("--config", type=Path,
+                            help="TOML settings file [env: EOWATCH_CONFIG]")
+    create.set_defaults(handler=run_tokens)
+    listing.set_defaults(handler=run_tokens)
+    revoke.set_defaults(handler=run_tokens)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -115,4 +136,27 @@ def show_feeds(args: argparse.Namespace) -> int:
         for field, info in spec.settings.model_fields.items():
             print(f"  {prefix}{field.upper():<{30 - len(prefix)}} = "
                   f"{getattr(values, field)!s:<40} {info.description or ''}")
+    return 0
+
+
+def run_tokens(args: argparse.Namespace) -> int:
+    from .store.store import Store
+    from .webhooks.tokens import new_token, token_hash
+
+    store = Store(_settings(args).resolved_store_url)
+    store.migrate()
+    if args.action == "create":
+        token = new_token()
+        token_id = store.create_token(args.name, args.scope, token_hash(token))
+        print(f"token {token_id} ({args.scope}); it is shown this once:\n{token}")
+    elif args.action == "list":
+        for row in store.list_tokens():
+            state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
+            print(f"{row['id']}  {row['scope']:<5}  {state:<18}  created "
+                  f"{row['created_at']:%Y-%m-%d}  {row['name']}")
+    elif not store.revoke_token(args.token_id):
+        print(f"no active token {args.token_id}")
+        return 1
+    else:
+        print(f"token {args.token_id} revoked")
     return 0

@@ -29,6 +29,7 @@ from .processing import Processor
 from .state import StateTable
 from .store.store import Store
 from .store.tables import utcnow
+from .webhooks.matching import SubscriptionIndex
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,16 @@ class Consumer:
     def __init__(self, topics: dict[str, str], group: str, bus: Bus, store: Store,
                  processors: Sequence[Processor], metrics: Metrics, shards: int,
                  max_poll_records: int = 512, checkpoint_seconds: float = 2.0,
-                 checkpoint_chunks: int = 2000, stop: threading.Event | None = None) -> None:
+                 checkpoint_chunks: int = 2000, stop: threading.Event | None = None,
+                 subscriptions: SubscriptionIndex | None = None) -> None:
+        """``subscriptions``: whom decisions and alerts go to as webhooks (their deliveries
+        are written by the checkpoint that stores them)."""
         self.topics, self.group, self.shards = topics, group, shards
         self.bus, self.store, self.metrics = bus, store, metrics
         # one state model per kind of target: chunks go to the one their targets name
         self.processors = {p.model.targets: p for p in processors}
         self.max_poll_records = max_poll_records
+        self.subscriptions = subscriptions
         self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
         self.pending_decisions: list[dict[str, Any]] = []      # rows, for the next checkpoint
         self.pending_dead_letters: list[dict[str, Any]] = []
@@ -208,9 +213,12 @@ class Consumer:
             # into this one, never dropped beside it
             self._settled(self.writer.wait, commit_to_bus)
             row_ids = {key: list(t.dirty) for key, t in tables.items()}
+            deliveries = self.subscriptions.deliveries(
+                self.pending_decisions, self.pending_alerts) if self.subscriptions else []
             snapshot = Snapshot({key: t.checkpoint_rows(row_ids[key]) for key, t in tables.items()},
                                 row_ids, self.pending_decisions, self.pending_dead_letters,
-                                self.offsets, dict(self.epochs), self.pending_alerts)
+                                self.offsets, dict(self.epochs), self.pending_alerts,
+                                deliveries)
             for t in tables.values():
                 t.dirty.clear()
             self.pending_decisions, self.pending_dead_letters, self.offsets = [], [], {}

@@ -40,6 +40,21 @@ class Metrics(FeedMetrics):
         self.flooded_km2 = Gauge("eowatch_area_flooded_km2",
                                  "Flooded km² of the area at its last observation", ["area"],
                                  registry=r)
+        self.webhook_deliveries = Counter(
+            "eowatch_webhook_deliveries_total",
+            "Webhook deliveries finished, by outcome: delivered, or failed (schedule ran out)",
+            ["outcome"], registry=r)
+        self.webhook_attempts = Counter(
+            "eowatch_webhook_attempts_total",
+            "Webhook attempts by result: 2xx, 3xx, 4xx, 5xx, timeout, connection, refused",
+            ["result"], registry=r)
+        self.webhook_queue = Gauge("eowatch_webhook_queue_depth",
+                                   "Webhook deliveries pending", registry=r)
+        self.webhook_oldest = Gauge("eowatch_webhook_oldest_pending_seconds",
+                                    "Age of the oldest pending webhook delivery", registry=r)
+        self.webhook_disabled = Counter(
+            "eowatch_webhook_endpoints_disabled_total",
+            "Subscriptions disabled (410 Gone, or failing for 5 days)", registry=r)
         self.consumer_lag = Gauge("eowatch_consumer_lag_messages",
                                   "Messages behind the end of the assigned partitions",
                                   registry=r)

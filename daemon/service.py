@@ -34,6 +34,9 @@ from .publisher import Publisher
 from .registry import TargetRegistry, parcel_registry
 from .state_model import CropModel
 from .store.store import Store
+from .webhooks.delivery import DeliveryWorker
+from .webhooks.matching import SubscriptionIndex
+from .webhooks.targets import parse_networks
 
 log = logging.getLogger(__name__)
 TOPICS = ("observations", "decisions", "alerts", "deadletter")
@@ -166,7 +169,13 @@ class Daemon:
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
                                  [self.processor, self.areas], self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
-                                 settings.checkpoint_chunks, stop=self.stop_event)
+                                 settings.checkpoint_chunks, stop=self.stop_event,
+                                 subscriptions=SubscriptionIndex(self.store))
+        allowed = parse_networks(settings.webhook_allow_cidrs)
+        self.webhooks = DeliveryWorker(self.store, self.metrics, allowed,
+                                       threads=settings.webhook_threads,
+                                       owner=self.consumer.member)
+        self.webhook_stop = threading.Event()
         # what /readyz checks, as metrics: an outage shows on dashboards and in alerts
         self.metrics.reachable.labels("bus").set_function(lambda: float(self.bus.ping()))
         self.metrics.reachable.labels("store").set_function(lambda: float(self.store.ping()))
@@ -179,7 +188,7 @@ class Daemon:
         self.api_port = self.api_socket.getsockname()[1]
         self.api = uvicorn.Server(uvicorn.Config(
             create_app(self.store, self.bus, self.metrics, self.model.metadata,
-                       self.model.sha256),
+                       self.model.sha256, settings.api_read_open, allowed),
             host=settings.api_host, port=settings.api_port, log_level="warning",
             access_log=False))
 
@@ -198,6 +207,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         api_thread = self.serve_api()
+        webhook_thread = threading.Thread(target=self.webhooks.run, args=(self.webhook_stop,),
+                                          name="webhooks", daemon=True)
+        webhook_thread.start()
         jobs.start(self.scheduler)
         log.info("eowatch %s running: model %s on %s, bus %s, store %s, feeds %s, API "
                  "http://%s:%s", __version__, self.model.metadata.version, self.device,
@@ -229,6 +241,8 @@ class Daemon:
         self.api.should_exit = True
         if api_thread is not None:
             api_thread.join(timeout=5)
+        self.webhook_stop.set()   # the worker ends its round (at most one send's timeout)
+        self.webhooks.close()
         self.consumer.close()
         self.api_socket.close()
         self.bus.close()

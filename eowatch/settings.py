@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
+    api_read_open: bool = Field(True, description="reading decisions, alerts, parcels and "
+                                "areas needs no token (writing always does)")
+    webhook_allow_cidrs: CommaList[str] = Field(
+        (), description="webhook targets allowed although internal (CIDRs, comma separated); "
+        "all others must resolve to public addresses")
+    webhook_threads: int = Field(8, ge=1, le=256, description="webhooks sent at once")
     checkpoint_seconds: float = Field(
         2.0, gt=0, description="checkpoint this often (later while the previous write runs)")
     checkpoint_chunks: int = Field(2000, ge=1, description="checkpoint after this many chunks")
@@ -88,6 +94,19 @@ class Settings(BaseSettings):
         "float32", description="precision of the stored recurrent state (float16 halves it)")
     step_batch: int = Field(2048, ge=1, description="most parcels in one model step")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
+
+    @field_validator("webhook_allow_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a network (CIDR such as 10.20.0.0/16 or "
+                                 "fd00::/8)") from None
+        return value
 
     @field_validator("season_start")
     @classmethod

@@ -34,6 +34,7 @@ from .tables import (
     table_of,
     utcnow,
 )
+from .webhooks import WebhookStore
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -93,7 +94,7 @@ class Page:
     total: int
 
 
-class Store:
+class Store(WebhookStore):
     """Typed access to the tables; every method is safe to call from any thread."""
 
     def __init__(self, url: str) -> None:
@@ -426,6 +427,13 @@ class Store:
                                 .limit(limit).offset(offset)).scalars()
             items = [json.loads(r) for r in rows]
         return Page(items, int(total))
+
+    def areas_version(self) -> tuple[int, datetime | None]:
+        """(count, newest write) of the areas."""
+        with self.engine.connect() as conn:
+            count, newest = conn.execute(sa.select(sa.func.count(),
+                                                   sa.func.max(AREAS.c.created_at))).one()
+        return int(count), newest
 
     def list_areas(self) -> list[dict[str, Any]]:
         """Every area: id, name, geometry (GeoJSON), source, grid definition (or None) and

@@ -149,6 +149,75 @@ class AlertRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
 
 
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the API: its SHA-256 (the token itself is shown once), scope, state."""
+
+    __tablename__ = "api_tokens"
+    id: str = Field(primary_key=True)
+    name: str = ""
+    scope: str                      # read, write or admin
+    token_hash: str = Field(sa_column=sa.Column(sa.String, nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    revoked_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class SubscriptionRow(SQLModel, table=True):
+    """A webhook subscription: where, which events, its signing secrets and its health."""
+
+    __tablename__ = "subscriptions"
+    id: str = Field(primary_key=True)
+    url: str
+    kinds: str = Field(sa_column=sa.Column(sa.Text, nullable=False))       # JSON list
+    areas: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # JSON list
+    polygon: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # GeoJSON
+    classes: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # JSON list
+    min_probability: float | None = None
+    feeds: str | None = Field(default=None, sa_column=sa.Column(sa.Text))  # JSON list
+    description: str = ""
+    # JSON [{"secret": "whsec_…", "until": ISO time or null}]: the signing secrets (a rotated
+    # one signs beside the new one until its time); the sender needs them, so they are kept
+    secrets: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    disabled_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    disabled_reason: str | None = None
+    failing_since: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One event for one subscription (the outbox): written with the event, sent by the
+    delivery worker. The id is the ``webhook-id`` every attempt carries."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+                      sa.Index("ix_deliveries_subscription", "subscription_id", "created_at"))
+    id: str = Field(primary_key=True)
+    subscription_id: str
+    kind: str
+    event_id: str
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))   # the body, JSON
+    status: str                     # pending, delivered or failed (the schedule ran out)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    lease_owner: str | None = None
+    lease_until: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+    delivered_at: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    __tablename__ = "delivery_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(index=True)
+    at: datetime = Field(sa_column=_time())
+    status_code: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
 class ConsumerOffset(SQLModel, table=True):
     """Next offset to read per (group, topic, partition): the checkpoint's source position."""
 
@@ -196,3 +265,5 @@ TARGET_STATE, DECISIONS, ALERTS = table_of(TargetState), table_of(DecisionRow), 
 DEPLOYMENT, SHARD_OWNERS = table_of(Deployment), table_of(ShardOwner)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
 BUS_MESSAGES = table_of(BusMessage)
+API_TOKENS, SUBSCRIPTIONS = table_of(ApiToken), table_of(SubscriptionRow)
+DELIVERIES, DELIVERY_ATTEMPTS = table_of(DeliveryRow), table_of(DeliveryAttempt)

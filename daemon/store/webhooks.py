@@ -145,31 +145,32 @@ class WebhookStore:
                  "secrets": live_secrets(json.loads(r.secrets), now), "body": r.payload,
                  "attempts": r.attempts, "failing_since": r.failing_since} for r in rows]
 
-    def record_attempt(self, delivery_id: str, subscription_id: str, at: datetime,
-                       status_code: int | None, error: str | None, seconds: float,
-                       status: str, next_at: datetime | None, succeeded: bool,
-                       disable: str | None) -> None:
-        """An attempt, the delivery's new state and its subscription's health, together."""
+    def record_attempts(self, attempts: Sequence[dict[str, Any]]) -> None:
+        """Attempts (delivery_id, subscription_id, at, status_code, error, seconds, status,
+        next_at, succeeded, disable), each with its delivery's new state and its
+        subscription's health, in one transaction."""
         d, s = DELIVERIES, SUBSCRIPTIONS
         with self.transaction() as conn:
-            conn.execute(DELIVERY_ATTEMPTS.insert(), [{
-                "delivery_id": delivery_id, "at": at, "status_code": status_code,
-                "error": error, "seconds": seconds}])
-            conn.execute(d.update().where(d.c.id == delivery_id).values(
-                status=status, attempts=d.c.attempts + (0 if succeeded else 1),
-                next_attempt_at=next_at, lease_owner=None, lease_until=None,
-                last_status=status_code, last_error=error, updated_at=at,
-                delivered_at=at if succeeded else None))
-            if succeeded:
-                conn.execute(s.update().where(s.c.id == subscription_id)
-                             .values(failing_since=None))
-            else:
-                conn.execute(s.update().where(s.c.id == subscription_id,
-                                              s.c.failing_since.is_(None))
-                             .values(failing_since=at))
-            if disable:
-                conn.execute(s.update().where(s.c.id == subscription_id).values(
-                    disabled_at=at, disabled_reason=disable, updated_at=at))
+            conn.execute(DELIVERY_ATTEMPTS.insert(), [
+                {k: a[k] for k in ("delivery_id", "at", "status_code", "error", "seconds")}
+                for a in attempts])
+            for a in attempts:
+                at = a["at"]
+                conn.execute(d.update().where(d.c.id == a["delivery_id"]).values(
+                    status=a["status"], attempts=d.c.attempts + (0 if a["succeeded"] else 1),
+                    next_attempt_at=a["next_at"], lease_owner=None, lease_until=None,
+                    last_status=a["status_code"], last_error=a["error"], updated_at=at,
+                    delivered_at=at if a["succeeded"] else None))
+                mine = s.c.id == a["subscription_id"]
+                if a["succeeded"]:
+                    conn.execute(s.update().where(mine, s.c.failing_since.is_not(None))
+                                 .values(failing_since=None))
+                else:
+                    conn.execute(s.update().where(mine, s.c.failing_since.is_(None))
+                                 .values(failing_since=at))
+                if a["disable"]:
+                    conn.execute(s.update().where(mine).values(
+                        disabled_at=at, disabled_reason=a["disable"], updated_at=at))
 
     def delivery_backlog(self) -> tuple[int, datetime | None]:
         """Pending deliveries and the oldest one's creation time."""

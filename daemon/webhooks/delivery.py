@@ -77,8 +77,8 @@ class DeliveryWorker:
         now = self.now()
         due = [Due(**row) for row in self.store.claim_deliveries(
             now, self.batch, self.owner, now + timedelta(seconds=LEASE_S))]
-        for _ in self.pool.map(self.attempt, due):
-            pass
+        if due:
+            self.store.record_attempts(list(self.pool.map(self.attempt, due)))
         self.report(now)
         return len(due)
 
@@ -94,7 +94,7 @@ class DeliveryWorker:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def attempt(self, due: Due) -> None:
+    def attempt(self, due: Due) -> dict[str, Any]:
         sent_at = datetime.now(UTC)   # the signature's time is the real one, for the receiver
         try:
             target = check(due.url, self.allowed, self.resolve)
@@ -104,9 +104,10 @@ class DeliveryWorker:
             outcome = self.send(target, headers(due.secrets, due.delivery_id, due.body, sent_at),
                                 due.body)
         self.metrics.webhook_attempts.labels(outcome.label).inc()
-        self.record(due, outcome)
+        return self.verdict(due, outcome)
 
-    def record(self, due: Due, outcome: Outcome) -> None:
+    def verdict(self, due: Due, outcome: Outcome) -> dict[str, Any]:
+        """What the attempt makes of the delivery and its subscription (store fields)."""
         now = self.now()
         failures = due.attempts + 1
         disable = None
@@ -130,9 +131,10 @@ class DeliveryWorker:
                 self.metrics.webhook_disabled.inc()
                 log.warning("webhooks: subscription %s disabled: %s", due.subscription_id,
                             disable)
-        self.store.record_attempt(due.delivery_id, due.subscription_id, now, outcome.status,
-                                  outcome.error, outcome.seconds, status, next_at,
-                                  succeeded=outcome.ok, disable=disable)
+        return {"delivery_id": due.delivery_id, "subscription_id": due.subscription_id,
+                "at": now, "status_code": outcome.status, "error": outcome.error,
+                "seconds": outcome.seconds, "status": status, "next_at": next_at,
+                "succeeded": outcome.ok, "disable": disable}
 
     def report(self, now: datetime) -> None:
         pending, oldest = self.store.delivery_backlog()

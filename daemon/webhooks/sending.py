@@ -12,6 +12,7 @@ second name lookup. No redirect is followed (a 3xx is a failure), and an attempt
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,14 +79,7 @@ def post(target: Target, header: dict[str, str], body: str,
     """POST ``body`` to the checked address of ``target``."""
     name = f"[{target.host}]" if ":" in target.host else target.host   # an IPv6 literal
     host_header = name if target.port in (80, 443) else f"{name}:{target.port}"
-    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-    if target.scheme == "https":
-        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-            target.address, target.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED")
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout,
-                                          retries=False, maxsize=1)
+    pool = _pool(target, timeout_s)
     started = time.monotonic()
     try:
         response = pool.urlopen("POST", target.path, body=body.encode(),
@@ -97,8 +91,35 @@ def post(target: Target, header: dict[str, str], body: str,
     except urllib3.exceptions.HTTPError as exc:
         return Outcome(None, f"connection: {exc.__class__.__name__}: {exc}"[:300],
                        seconds=time.monotonic() - started)
-    finally:
-        pool.close()
     return Outcome(response.status, None, retry_after(response.headers.get("retry-after"),
                                                       time.time()),
                    seconds=time.monotonic() - started)
+
+
+_POOLS: dict[tuple[str, str, int, str, float], urllib3.HTTPConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+MAX_POOLS = 256
+
+
+def _pool(target: Target, timeout_s: float) -> urllib3.HTTPConnectionPool:
+    """A kept-alive connection pool to the checked address (keyed by it and the host name, so
+    a name that now resolves elsewhere gets a pool of its own)."""
+    key = (target.scheme, target.address, target.port, target.host, timeout_s)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            if len(_POOLS) >= MAX_POOLS:
+                for old in _POOLS.values():
+                    old.close()
+                _POOLS.clear()
+            timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+            if target.scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    target.address, target.port, timeout=timeout, retries=False, maxsize=8,
+                    server_hostname=target.host, assert_hostname=target.host,
+                    cert_reqs="CERT_REQUIRED")
+            else:
+                pool = urllib3.HTTPConnectionPool(target.address, target.port,
+                                                  timeout=timeout, retries=False, maxsize=8)
+            _POOLS[key] = pool
+        return pool

@@ -395,3 +395,60 @@ def test_decisions_and_alerts_reach_their_subscribers_once(tmp_path, unique, rec
         assert json.loads(json.dumps(accepted))  # plain JSON all through
     finally:
         daemon.shutdown()
+
+
+def test_kill_9_during_delivery_loses_nothing_and_repeats_carry_the_same_id(tmp_path):
+    """`eowatch run` killed while its worker sends: after a restart every decision and alert
+    has reached the receiver; an event sent twice came twice with the same webhook-id."""
+    import urllib.request
+
+    from ..conftest import free_port
+    from .test_service import PARCELS, get, start, stop, wait_for
+
+    store = Store(f"sqlite:///{tmp_path / 'eowatch.db'}")
+    store.migrate()
+    write = token(store, "write")
+    receiver = Receiver(delay_s=0.02)   # slow enough to be killed mid-stream
+    env = {"EOWATCH_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8"}
+    try:
+        port = free_port()
+        process = start(tmp_path, port, **env)
+        wait_for(lambda: get(port, "/healthz"), 60, process)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/subscriptions", method="POST",
+            data=json.dumps({"url": receiver.url, "kinds": ["crop.decision", "flood.opened",
+                                                            "flood.updated", "flood.closed"]
+                             }).encode(),
+            headers={**auth(write), "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            receiver.secrets = [json.loads(answer.read())["secret"]]
+        wait_for(lambda: len(receiver.received) >= 20, 120, process)
+        process.kill()   # SIGKILL: mid-delivery, leases held, no final checkpoint
+        process.wait()
+        sent_before = len(receiver.received)
+        process = start(tmp_path, port := free_port(), **env)
+        try:
+            def all_in() -> bool:
+                decided = get(port, "/decisions?limit=1")
+                alerts = get(port, "/alerts?kind=flood.closed&limit=1")
+                if not decided or decided["total"] < PARCELS or not alerts or \
+                        not alerts["total"]:
+                    return False
+                pending, _ = store.delivery_backlog()
+                return pending == 0
+            wait_for(all_in, 240, process)
+        finally:
+            stop(process)
+    finally:
+        receiver.close()
+    assert sent_before < len(receiver.received)
+    assert all(r.verified is None for r in receiver.received)
+    events = {}
+    for r in receiver.received:   # one webhook-id per event, whichever life sent it
+        data = json.loads(r.body)["data"]
+        key = data.get("alert_id") or data["decision_id"]
+        assert events.setdefault(key, r.webhook_id) == r.webhook_id
+    decisions = {d["decision_id"] for d in store.list_decisions(limit=10_000).items}
+    alerts = {a["alert_id"] for a in store.list_alerts(limit=10_000).items}
+    assert len(decisions) == PARCELS and alerts
+    assert set(events) == decisions | alerts

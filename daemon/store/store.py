@@ -7,7 +7,7 @@ bus messages and a feed cursor) take a Connection from ``transaction()`` and com
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -380,14 +380,20 @@ class Store(WebhookStore):
             conditions.append(table.c.acquired_at >= since)
         if until:
             conditions.append(table.c.acquired_at < until)
+        return self._page(sa.select(table), table, conditions,
+                          (table.c.acquired_at, table.c.decision_id), limit, offset,
+                          lambda rows: [decision_view(r) for r in rows.mappings()])
+
+    def _page(self, query: sa.Select, table: sa.Table, conditions: list[Any],
+              order: Sequence[Any], limit: int, offset: int,
+              view: Callable[[Any], list[dict[str, Any]]]) -> Page:
+        """One page of ``query`` over ``table`` where all ``conditions`` hold, and the total."""
         where = sa.and_(sa.true(), *conditions)
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)
                                  ).scalar_one()
-            rows = conn.execute(sa.select(table).where(where)
-                                .order_by(table.c.acquired_at, table.c.decision_id)
-                                .limit(limit).offset(offset)).mappings()
-            items = [decision_view(r) for r in rows]
+            items = view(conn.execute(query.where(where).order_by(*order).limit(limit)
+                                      .offset(offset)))
         return Page(items, int(total))
 
     def decisions_for(self, parcel_id: str) -> list[dict[str, Any]]:
@@ -417,16 +423,10 @@ class Store(WebhookStore):
             conditions.append(table.c.kind == kind)
         if since:
             conditions.append(table.c.observed_at >= since)
-        where = sa.and_(sa.true(), *conditions)
-        with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(table).where(where)
-                                 ).scalar_one()
-            rows = conn.execute(sa.select(table.c.payload).where(where)
-                                .order_by(*(c.desc() if newest_first else c for c in
-                                            (table.c.observed_at, table.c.alert_id)))
-                                .limit(limit).offset(offset)).scalars()
-            items = [json.loads(r) for r in rows]
-        return Page(items, int(total))
+        order = [c.desc() if newest_first else c for c in (table.c.observed_at,
+                                                           table.c.alert_id)]
+        return self._page(sa.select(table.c.payload), table, conditions, order, limit, offset,
+                          lambda rows: [json.loads(r) for r in rows.scalars()])
 
     def areas_version(self) -> tuple[int, datetime | None]:
         """(count, newest write) of the areas."""

@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# aeon only for the UCR files its wheel ships (GunPoint, ItalyPowerDemand): no code of it runs
 	$(BIN)/pip install --quiet --no-deps aeon==1.6.0
-	# kcat (Debian) reads the daemon's topics in the interoperability test
-	command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; } || \
-	    echo "kcat not installed: the Kafka interoperability test will say so"
+	# kcat (Debian) reads the daemon's topics in the interoperability test; Prometheus and
+	# promtool (Debian) scrape a running daemon and test the alert rules
+	command -v kcat >/dev/null && command -v promtool >/dev/null || \
+	    { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat prometheus >/dev/null; } || \
+	    echo "kcat or prometheus not installed: the tests that need them will say so"
 	touch $@
 
 run: setup
@@ -34,6 +36,7 @@ lint: setup
 	$(BIN)/ruff check eowatch models daemon adapters tests bench
 	$(BIN)/mypy eowatch models daemon adapters
 	PYTHON=$(CURDIR)/$(BIN)/python .ci/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 bench: setup
 	cd bench && ../$(BIN)/python step_speed.py

@@ -162,6 +162,9 @@ class AreaProcessor(Processor):
     def tables(self) -> dict[str, StateTable]:
         return {self.model.key: self.table, self.areas_key: self.areas}
 
+    def report(self) -> None:
+        """Cells decide nothing; their areas report as they are observed."""
+
     def restore(self, table: StateTable, key: str, shards: list[int]) -> None:
         super().restore(table, key, shards)
         if table is self.table:  # the areas' event state travels with their cells

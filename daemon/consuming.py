@@ -206,6 +206,8 @@ class Consumer:
         on its own thread); with ``durable``, wait until it is committed. Once a write is
         durable, its offsets also go to the bus, for lag tools."""
         tables = self.tables()
+        for processor in self.processors.values():
+            processor.report()
         if self.offsets or any(t.dirty for t in tables.values()):
             if not self.output.drain():  # outputs reach the bus before the store records them
                 raise BusError("the bus has not taken the outputs yet: checkpoint put off")

@@ -32,6 +32,12 @@ class Metrics(FeedMetrics):
             "eowatch_model_step_parcels", "Targets in one batched model step", ["targets"],
             registry=r,
             buckets=(1, 16, 64, 256, 1024, 4096, 16384, 65536))
+        self.parcels_decided = Gauge(
+            "eowatch_parcels_decided",
+            "Parcels in memory decided in their current season (beside eowatch_targets_tracked)",
+            registry=r)
+        self.season_day = Gauge("eowatch_season_day",
+                                "Day of season of the latest acquisition stepped", registry=r)
         self.alerts = Counter("eowatch_alerts_total", "Flood alerts emitted, by kind",
                               ["kind"], registry=r)
         # per area: areas are a short list an operator imports, not millions of targets

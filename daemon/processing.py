@@ -261,8 +261,14 @@ class Processor:
             self.metrics.observations.labels(feed).inc(int((batch.feed == feed).sum()))
         self.conclude(rows, batch, out)
 
+    def report(self) -> None:
+        """Gauges of the state as a whole (at each checkpoint: they cost a pass over it)."""
+        t = self.table
+        self.metrics.parcels_decided.set(int(t.decided[t.live].sum()))
+
     def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
         """What the targets just stepped give: decisions of those whose rule fires."""
+        self.metrics.season_day.set(float(batch.day.max()))
         t = self.table
         fire = self.model.fires(t.p_stop[rows]) & ~t.decided[rows]
         if fire.any():

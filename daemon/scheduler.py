@@ -33,6 +33,7 @@ def build_scheduler(adapters: list[Feed], metrics: Metrics,
                     jitter_s: float) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     for adapter in adapters:
+        metrics.feed_interval.labels(adapter.name).set(adapter.interval_seconds)
         scheduler.add_job(poll_job, "interval", args=(adapter, metrics), id=adapter.name,
                           name=f"poll {adapter.name}", seconds=adapter.interval_seconds,
                           jitter=jitter_s or None, max_instances=1, coalesce=True,

@@ -166,15 +166,17 @@ class Daemon:
                                    settings.min_valid_fraction, self.store.area_cells,
                                    load_states=self.store.load_states,
                                    budget_bytes=settings.state_budget_bytes)
+        # a member that only runs feeds (EOWATCH_CONSUME=false) joins no consumer group
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
                                  [self.processor, self.areas], self.metrics, settings.shards,
                                  settings.poll_max_records, settings.checkpoint_seconds,
                                  settings.checkpoint_chunks, stop=self.stop_event,
-                                 subscriptions=SubscriptionIndex(self.store))
+                                 subscriptions=SubscriptionIndex(self.store)) \
+            if settings.consume else None
         allowed = parse_networks(settings.webhook_allow_cidrs)
-        self.webhooks = DeliveryWorker(self.store, self.metrics, allowed,
-                                       threads=settings.webhook_threads,
-                                       owner=self.consumer.member)
+        self.webhooks = DeliveryWorker(
+            self.store, self.metrics, allowed, threads=settings.webhook_threads,
+            owner=self.consumer.member if self.consumer else f"{socket.gethostname()}:feeds")
         self.webhook_stop = threading.Event()
         # what /readyz checks, as metrics: an outage shows on dashboards and in alerts
         self.metrics.reachable.labels("bus").set_function(lambda: float(self.bus.ping()))
@@ -211,15 +213,19 @@ class Daemon:
                                           name="webhooks", daemon=True)
         webhook_thread.start()
         jobs.start(self.scheduler)
-        log.info("eowatch %s running: model %s on %s, bus %s, store %s, feeds %s, API "
+        log.info("eowatch %s running: model %s on %s, bus %s, store %s, feeds %s, %s, API "
                  "http://%s:%s", __version__, self.model.metadata.version, self.device,
-                 self.settings.bus, self.store.backend, ",".join(self.settings.feeds),
+                 self.settings.bus, self.store.backend, ",".join(self.settings.feeds) or "none",
+                 "consuming" if self.consumer else "not consuming",
                  self.settings.api_host, self.api_port)
         last_prune = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 try:
-                    self.consumer.run_once(timeout_s=0.5)
+                    if self.consumer is None:
+                        self.stop_event.wait(0.5)
+                    else:
+                        self.consumer.run_once(timeout_s=0.5)
                 except BusError as exc:
                     log.error("bus: %s; retrying in 2 s", exc)
                     self.stop_event.wait(2.0)
@@ -243,8 +249,9 @@ class Daemon:
             api_thread.join(timeout=5)
         self.webhook_stop.set()   # the worker ends its round (at most one send's timeout)
         self.webhooks.close()
-        self.consumer.close()
+        if self.consumer is not None:
+            self.consumer.close()
         self.api_socket.close()
         self.bus.close()
         self.store.close()
-        log.info("eowatch stopped: %s", dict(self.consumer.tally))
+        log.info("eowatch stopped: %s", dict(self.consumer.tally) if self.consumer else {})

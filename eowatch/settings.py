@@ -76,6 +76,8 @@ class Settings(BaseSettings):
         ("simulated", "simulated-sentinel1"), description="enabled feeds, comma separated; each "
         "has settings of its own (`eowatch feeds`)")
     poll_jitter_seconds: float = Field(0.0, ge=0, description="random delay added to each poll")
+    consume: bool = Field(True, description="consume observations (false: a member that only "
+                          "runs its feeds and the API)")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address")
     api_port: int = Field(8080, ge=0, le=65535, description="HTTP API port (0 = pick a free one)")
     api_read_open: bool = Field(True, description="reading decisions, alerts, parcels and "

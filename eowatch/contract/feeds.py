@@ -97,6 +97,8 @@ class FeedMetrics:
         self.feed_polls = Counter("eowatch_feed_polls_total", "Feed polls", ["feed"], registry=r)
         self.feed_errors = Counter("eowatch_feed_errors_total", "Feed polls that failed",
                                    ["feed", "stage"], registry=r)
+        self.feed_interval = Gauge("eowatch_feed_interval_seconds",
+                                   "Interval between a feed's polls", ["feed"], registry=r)
         self.feed_last_success = Gauge("eowatch_feed_last_success_timestamp_seconds",
                                        "Unix time of the feed's last successful poll", ["feed"],
                                        registry=r)

@@ -1,4 +1,5 @@
-"""The built wheel, installed into a fresh virtual environment, starts the daemon."""
+"""The built wheel, installed into a fresh virtual environment, starts the daemon: what the
+Dockerfile's image runs (base-image registries cannot be reached here to build the image)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ from .conftest import free_port
 from .test_daemon.test_service import get, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_dockerfile_installs_and_starts_what_this_test_does():
+    """The image builds the wheel and installs it into one virtual environment, and runs
+    `eowatch run`: the steps the next test takes."""
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    assert "python -m venv /opt/eowatch" in text
+    assert re.search(r"pip wheel --no-cache-dir --no-deps -w /wheels \.", text)
+    assert re.search(r"pip install --no-cache-dir /wheels/eowatch-\*\.whl", text)
+    assert 'ENTRYPOINT ["eowatch"]' in text and 'CMD ["run"]' in text
 
 
 def test_the_wheel_runs_the_bundled_model_outside_the_checkout(tmp_path):

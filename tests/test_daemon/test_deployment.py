@@ -73,3 +73,16 @@ def test_another_model_never_resumes_this_models_state(tmp_path, unique):
     third = make_daemon(tmp_path, "embedded", unique)
     assert (observed(third) == before).all()
     third.shutdown()
+
+
+def test_a_feeds_only_member_publishes_and_joins_no_consumer_group(tmp_path, unique):
+    """EOWATCH_CONSUME=false (the compose file's and the cluster's feeds member)."""
+    daemon = make_daemon(tmp_path, "embedded", unique, consume=False)
+    try:
+        assert daemon.consumer is None
+        assert daemon.adapters[0].poll() > 0
+        reader = daemon.bus.consumer("reader", [daemon.topics["observations"]], 100)
+        assert reader.poll(100, 1.0)
+        reader.close()
+    finally:
+        daemon.shutdown()

@@ -1,0 +1,232 @@
+"""GOES-R ABI L1b: the fixed grid, radiance to reflectance, windows over areas, and the NOAA
+bucket listing. The reading half of the GOES feed.
+
+ABI L1b files are netCDF-4 (HDF5) with the image chunked: ``h5py`` reads only the chunks a window
+needs, from a local path or, over HTTP, through ``fsspec``'s range-request file (the NOAA
+buckets are public S3 over HTTPS). satpy's ``abi_l1b`` reader would load whole bands through
+xarray and dask to resample them; per-cell means of a few windows need neither, so h5py reads
+the variables as the product defines them (docs/feeds.md).
+
+- ``Rad = scale_factor × DN + add_offset`` (DN unsigned 12-bit, fill 4095); reflectance factor of
+  bands 1-6 = ``kappa0 × Rad``.
+- Fixed grid: ``x`` and ``y`` are scan angles in radians; projection metres = angle ×
+  ``perspective_point_height`` in ``+proj=geos +sweep=x``.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyproj
+
+from eowatch.errors import EowatchError
+
+FILL_DN = 4095
+REFLECTIVE_BANDS = range(1, 7)       # bands with a kappa0: reflectance factor = kappa0 × Rad
+KEY = re.compile(r"OR_ABI-L1b-(?P<product>Rad[CFM]\d?)-M(?P<mode>\d)C(?P<band>\d\d)_"
+                 r"(?P<satellite>G\d\d)_s(?P<start>\d{13})\d?_e\d+_c\d+\.nc$")
+
+
+class GoesError(EowatchError, ValueError):
+    """A file or listing that cannot be used as ABI L1b."""
+
+
+@dataclass(frozen=True)
+class FixedGrid:
+    """The ABI fixed grid of one file: scan angle of each column and row, and the projection."""
+
+    x_scale: float
+    x_offset: float
+    y_scale: float
+    y_offset: float
+    width: int
+    height: int
+    height_m: float            # perspective_point_height
+    lon_0: float
+    semi_major: float
+    semi_minor: float
+    sweep: str
+
+    @property
+    def crs(self) -> pyproj.CRS:
+        return pyproj.CRS.from_proj4(
+            f"+proj=geos +h={self.height_m} +lon_0={self.lon_0} +a={self.semi_major} "
+            f"+b={self.semi_minor} +sweep={self.sweep} +units=m +no_defs")
+
+    def lonlat(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude and latitude of pixel centres; NaN off the Earth's disk."""
+        x = (self.x_scale * cols + self.x_offset) * self.height_m
+        y = (self.y_scale * rows + self.y_offset) * self.height_m
+        lon, lat = pyproj.Transformer.from_crs(self.crs, 4326, always_xy=True).transform(x, y)
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        off_disk = ~np.isfinite(lon) | ~np.isfinite(lat) | (np.abs(lon) > 360)
+        return np.where(off_disk, np.nan, lon), np.where(off_disk, np.nan, lat)
+
+    def window_of(self, bounds: tuple[float, float, float, float], margin: int = 2
+                  ) -> tuple[int, int, int, int] | None:
+        """(row0, col0, height, width) covering a lon/lat box, or None when it is off the
+        image (or off the disk)."""
+        minx, miny, maxx, maxy = bounds
+        lons, lats = np.meshgrid(np.linspace(minx, maxx, 9), np.linspace(miny, maxy, 9))
+        x, y = pyproj.Transformer.from_crs(4326, self.crs, always_xy=True).transform(lons, lats)
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        seen = np.isfinite(x) & np.isfinite(y) & (np.abs(x) < 1e20)
+        if not seen.any():
+            return None
+        cols = (x[seen] / self.height_m - self.x_offset) / self.x_scale
+        rows = (y[seen] / self.height_m - self.y_offset) / self.y_scale
+        r0 = max(int(np.floor(rows.min())) - margin, 0)
+        c0 = max(int(np.floor(cols.min())) - margin, 0)
+        r1 = min(int(np.ceil(rows.max())) + margin + 1, self.height)
+        c1 = min(int(np.ceil(cols.max())) + margin + 1, self.width)
+        return (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else None
+
+
+def _attr(variable: Any, name: str) -> Any:
+    value = variable.attrs.get(name)
+    if value is None:
+        raise GoesError(f"{variable.name} has no {name} attribute")
+    value = np.asarray(value).ravel()
+    return value[0].item() if value.size == 1 else value
+
+
+@dataclass
+class Band:
+    """One open ABI L1b file: its band, time, grid and the calibration to reflectance."""
+
+    band: int
+    start: datetime
+    grid: FixedGrid
+    scale: float
+    offset: float
+    kappa0: float | None
+    handle: Any                # the open h5py.File
+
+    def reflectance(self, row0: int, col0: int, height: int, width: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(reflectance factor, valid) of a window: fill and DQF no-value or out-of-range are
+        not valid."""
+        if self.kappa0 is None:
+            raise GoesError(f"band {self.band} is emissive: it has no reflectance factor")
+        window = (slice(row0, row0 + height), slice(col0, col0 + width))
+        dn = self.handle["Rad"][window].view(np.uint16)   # _Unsigned = "true"
+        dqf = self.handle["DQF"][window].view(np.uint8)
+        valid = (dn != FILL_DN) & (dqf <= 1)
+        return self.kappa0 * (self.scale * dn.astype(np.float64) + self.offset), valid
+
+
+def read_band(handle: Any) -> Band:
+    """The band, time, fixed grid and calibration of an open ABI L1b file."""
+    try:
+        rad, x, y = handle["Rad"], handle["x"], handle["y"]
+        projection = handle["goes_imager_projection"]
+        band = int(np.asarray(handle["band_id"][()]).ravel()[0])
+        seconds = float(np.asarray(handle["t"][()]).ravel()[0])
+    except (KeyError, OSError, IndexError, TypeError) as exc:
+        raise GoesError(f"not an ABI L1b file ({exc})") from None
+    kappa0 = None
+    if band in REFLECTIVE_BANDS and "kappa0" in handle:
+        kappa0 = float(np.asarray(handle["kappa0"][()]).ravel()[0])
+    grid = FixedGrid(float(_attr(x, "scale_factor")), float(_attr(x, "add_offset")),
+                     float(_attr(y, "scale_factor")), float(_attr(y, "add_offset")),
+                     int(x.shape[0]), int(y.shape[0]),
+                     float(_attr(projection, "perspective_point_height")),
+                     float(_attr(projection, "longitude_of_projection_origin")),
+                     float(_attr(projection, "semi_major_axis")),
+                     float(_attr(projection, "semi_minor_axis")),
+                     _decode(_attr(projection, "sweep_angle_axis")))
+    start = datetime(2000, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=seconds)
+    return Band(band, start, grid, float(_attr(rad, "scale_factor")),
+                float(_attr(rad, "add_offset")), kappa0, handle)
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
+    """An ABI L1b file, local or over HTTP(S) (range requests: only the chunks read are
+    fetched)."""
+    import h5py
+
+    if href.startswith(("http://", "https://")):
+        import fsspec
+
+        try:
+            remote = fsspec.open(href, "rb", block_size=block_size).open()
+        except (OSError, ValueError) as exc:
+            raise GoesError(f"{href}: cannot open ({exc})") from None
+        try:
+            with h5py.File(remote, "r") as handle:
+                yield read_band(handle)
+        except OSError as exc:
+            raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
+        finally:
+            remote.close()
+        return
+    try:
+        with h5py.File(href, "r") as handle:
+            yield read_band(handle)
+    except OSError as exc:
+        raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    band: int
+    product: str
+    satellite: str
+    start: datetime
+
+
+def parse_key(key: str) -> Listed | None:
+    """A bucket key's product, band, satellite and scan start; None for other files."""
+    found = KEY.search(key)
+    if not found:
+        return None
+    start = datetime.strptime(found["start"], "%Y%j%H%M%S").replace(tzinfo=UTC)
+    return Listed(key, int(found["band"]), found["product"], found["satellite"], start)
+
+
+def list_bucket(get: Any, bucket_url: str, prefix: str) -> Iterator[str]:
+    """Every key under ``prefix`` (S3 ListObjectsV2, anonymous, over HTTPS), page by page
+    (``continuation-token``). ``get(url) -> bytes`` fetches a page."""
+    token: str | None = None
+    namespace = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    while True:
+        query = {"list-type": "2", "prefix": prefix}
+        if token:
+            query["continuation-token"] = token
+        body = get(f"{bucket_url.rstrip('/')}/?{urllib.parse.urlencode(query)}")
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise GoesError(f"{bucket_url}: the listing is not S3 XML ({exc})") from None
+        for contents in root.iter(f"{namespace}Contents"):
+            key = contents.findtext(f"{namespace}Key")
+            if key:
+                yield key
+        if root.findtext(f"{namespace}IsTruncated") != "true":
+            return
+        token = root.findtext(f"{namespace}NextContinuationToken")
+        if not token:
+            raise GoesError(f"{bucket_url}: a truncated listing page without a continuation "
+                            "token")
+
+
+def hour_prefixes(product: str, since: datetime, until: datetime) -> Iterator[str]:
+    """``ABI-L1b-RadC/YYYY/DDD/HH/`` of every hour from ``since`` to ``until``."""
+    hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while hour <= until:
+        yield f"ABI-L1b-{product.rstrip('0123456789')}/{hour:%Y/%j/%H}/"
+        hour += timedelta(hours=1)

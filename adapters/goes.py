@@ -15,6 +15,7 @@ the variables as the product defines them (docs/feeds.md).
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -26,8 +27,13 @@ from typing import Any
 
 import numpy as np
 import pyproj
+import shapely
 
+from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
+from eowatch.geometry import reproject
+
+from .s1_geolocation import CellMeans, bin_to_cells
 
 FILL_DN = 4095
 REFLECTIVE_BANDS = range(1, 7)       # bands with a kappa0: reflectance factor = kappa0 × Rad
@@ -56,16 +62,15 @@ class FixedGrid:
     sweep: str
 
     @property
-    def crs(self) -> pyproj.CRS:
-        return pyproj.CRS.from_proj4(
-            f"+proj=geos +h={self.height_m} +lon_0={self.lon_0} +a={self.semi_major} "
-            f"+b={self.semi_minor} +sweep={self.sweep} +units=m +no_defs")
+    def proj4(self) -> str:
+        return (f"+proj=geos +h={self.height_m} +lon_0={self.lon_0} +a={self.semi_major} "
+                f"+b={self.semi_minor} +sweep={self.sweep} +units=m +no_defs")
 
     def lonlat(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Longitude and latitude of pixel centres; NaN off the Earth's disk."""
         x = (self.x_scale * cols + self.x_offset) * self.height_m
         y = (self.y_scale * rows + self.y_offset) * self.height_m
-        lon, lat = pyproj.Transformer.from_crs(self.crs, 4326, always_xy=True).transform(x, y)
+        lon, lat = transformer(self.proj4, "EPSG:4326").transform(x, y)
         lon, lat = np.asarray(lon, float), np.asarray(lat, float)
         off_disk = ~np.isfinite(lon) | ~np.isfinite(lat) | (np.abs(lon) > 360)
         return np.where(off_disk, np.nan, lon), np.where(off_disk, np.nan, lat)
@@ -76,7 +81,7 @@ class FixedGrid:
         image (or off the disk)."""
         minx, miny, maxx, maxy = bounds
         lons, lats = np.meshgrid(np.linspace(minx, maxx, 9), np.linspace(miny, maxy, 9))
-        x, y = pyproj.Transformer.from_crs(4326, self.crs, always_xy=True).transform(lons, lats)
+        x, y = transformer("EPSG:4326", self.proj4).transform(lons, lats)
         x, y = np.asarray(x, float), np.asarray(y, float)
         seen = np.isfinite(x) & np.isfinite(y) & (np.abs(x) < 1e20)
         if not seen.any():
@@ -88,6 +93,12 @@ class FixedGrid:
         r1 = min(int(np.ceil(rows.max())) + margin + 1, self.height)
         c1 = min(int(np.ceil(cols.max())) + margin + 1, self.width)
         return (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else None
+
+
+@functools.lru_cache(maxsize=64)
+def transformer(source: str, target: str) -> pyproj.Transformer:
+    """A transformer (lon, lat order), built once per pair: building one costs milliseconds."""
+    return pyproj.Transformer.from_crs(source, target, always_xy=True)
 
 
 def _attr(variable: Any, name: str) -> Any:
@@ -230,3 +241,25 @@ def hour_prefixes(product: str, since: datetime, until: datetime) -> Iterator[st
     while hour <= until:
         yield f"ABI-L1b-{product.rstrip('0123456789')}/{hour:%Y/%j/%H}/"
         hour += timedelta(hours=1)
+
+
+def cell_means(band: Band, grid: CellGrid) -> CellMeans | None:
+    """Reflectance of ``band`` averaged into the cells of ``grid`` (an area's coarse
+    eowatch.cells.CellGrid), each pixel going to the cell that holds its centre; None when the
+    area is off the image."""
+    rows_n, cols_n = grid.inside.shape
+    outline = reproject(shapely.box(
+        grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1),
+        grid.epsg, 4326)
+    window = band.grid.window_of(outline.bounds)
+    if window is None:
+        return None
+    row0, col0, height, width = window
+    reflectance, valid = band.reflectance(row0, col0, height, width)
+    rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
+    lon, lat = band.grid.lonlat(rows.astype(float), cols.astype(float))
+    on_disk = np.isfinite(lon)
+    x, y = transformer("EPSG:4326", f"EPSG:{grid.epsg}").transform(
+        np.where(on_disk, lon, 0.0), np.where(on_disk, lat, 0.0))
+    x = np.where(on_disk, x, np.inf)
+    return bin_to_cells(np.asarray(x), np.asarray(y), reflectance, valid & on_disk, grid)

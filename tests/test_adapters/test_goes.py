@@ -112,3 +112,52 @@ def test_the_bucket_listing_is_read_page_by_page():
     assert list(hour_prefixes("RadC", datetime(2025, 9, 1, 11, 30, tzinfo=UTC),
                               datetime(2025, 9, 1, 12, 5, tzinfo=UTC))) == [
         "ABI-L1b-RadC/2025/244/11/", "ABI-L1b-RadC/2025/244/12/"]
+
+
+def test_cell_means_equal_a_reference_read_whole_with_another_reader(tmp_path):
+    """The windowed h5py read, averaged into a 2 km grid, against the whole band read with
+    h5netcdf and averaged with pandas."""
+    import h5netcdf
+    import pandas as pd
+    import pyproj
+    import shapely
+
+    from eowatch.adapters.goes import cell_means
+    from eowatch.cells import CellGrid
+
+    path = tmp_path / "abi.nc"
+    write_abi(path, lambda r, c: np.where((r + c) % 17 == 0, 4095, dn_pattern(r, c)))
+    with open_band(str(path)) as band:
+        lon, lat = band.grid.lonlat(np.array([700.0]), np.array([1300.0]))
+        grid = CellGrid.of("plain", shapely.box(lon[0], lat[0], lon[0] + 0.3, lat[0] + 0.2),
+                           2000)
+        means = cell_means(band, grid)
+    with h5netcdf.File(path, "r") as f:
+        rad = f["Rad"]
+        dn = np.asarray(f.variables["Rad"]._h5ds[...]).view(np.uint16)   # raw, unmasked
+        scale, offset = rad.attrs["scale_factor"], rad.attrs["add_offset"]
+        p = dict(f["goes_imager_projection"].attrs)
+        xs, ys = dict(f["x"].attrs), dict(f["y"].attrs)
+        crs = pyproj.CRS.from_proj4(
+            f"+proj=geos +h={p['perspective_point_height']} "
+            f"+lon_0={p['longitude_of_projection_origin']} +a={p['semi_major_axis']} "
+            f"+b={p['semi_minor_axis']} +sweep={p['sweep_angle_axis']}")
+        kappa0 = float(f["kappa0"][...])
+    rows, cols = np.mgrid[0:dn.shape[0], 0:dn.shape[1]]
+    h = p["perspective_point_height"]
+    px = (cols * xs["scale_factor"] + xs["add_offset"]) * h
+    py = (rows * ys["scale_factor"] + ys["add_offset"]) * h
+    ex, ey = pyproj.Transformer.from_crs(crs, grid.epsg, always_xy=True).transform(px, py)
+    cell_row = np.floor((grid.y1 - ey) / grid.size)
+    cell_col = np.floor((ex - grid.x0) / grid.size)
+    inside = (cell_row >= 0) & (cell_row < grid.inside.shape[0]) & (cell_col >= 0) & \
+        (cell_col < grid.inside.shape[1]) & (dn != 4095)
+    frame = pd.DataFrame({"row": cell_row[inside], "col": cell_col[inside],
+                          "value": kappa0 * (dn[inside] * scale + offset)})
+    reference = frame.groupby(["row", "col"])["value"].mean()
+    _, grid_rows, grid_cols = grid.cells()
+    got = {(float(grid_rows[i]), float(grid_cols[i])): v
+           for i, v in zip(means.index, means.power, strict=True) if np.isfinite(v)}
+    in_area = {(float(r), float(c)) for r, c in zip(grid_rows, grid_cols, strict=True)}
+    assert set(got) == set(reference.index) & in_area and len(got) > 20
+    assert max(abs(got[k] - reference[k]) for k in got) < 1e-6

@@ -48,6 +48,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--version", help="model version string (default: derived from the data)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-weak", action="store_true",
+                   help="write the model even when the training checks find it weak (no better "
+                   "than the majority class, far below a 1-NN on whole series, best epoch the "
+                   "first, or stopped at --epochs while improving)")
     p.set_defaults(handler=run_train)
 
     e = commands.add_parser("evaluate", help="metrics and plots of a model on a dataset",
@@ -72,7 +76,7 @@ def _season_start(text: str) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from .artifact import ModelMetadata, save_artifact
     from .metrics import summary
-    from .training import TrainConfig, train
+    from .training import TrainConfig, check_training, split_validation, train
 
     data = load_dataset(args.data, split="train", bands=args.bands,
                         season_start=args.season_start)
@@ -86,7 +90,19 @@ def run_train(args: argparse.Namespace) -> int:
                          max_epochs=args.epochs, patience=args.patience,
                          stop_threshold=args.threshold, seed=args.seed, device=args.device,
                          progress=not args.no_progress)
+    if validation is None:
+        data, validation = split_validation(data, config.validation_fraction, config.seed)
     result = train(data, config, validation)
+    check = check_training(result, data, validation, config)
+    print(f"validation accuracy {check.accuracy:.3f}; majority class {check.majority:.3f}; "
+          f"1-NN on whole series {check.nearest_neighbour:.3f}")
+    if check.problems:
+        for problem in check.problems:
+            print(f"weak model: {problem}")
+        if not args.allow_weak:
+            print(f"{args.out} not written: tune the training (`eowatch train --help`), or "
+                  "write it anyway with --allow-weak")
+            return 3
     fingerprint = data.fingerprint()
     metrics = summary(result.validation, args.alpha) if result.validation else {}
     season_start = args.season_start or data.season_start
@@ -104,7 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
         season_start=season_start,
         description=("trained on simulated data" if data.name.startswith("simulated") else ""),
         training={"data": data.name, "data_sha256": fingerprint, "samples": len(data),
-                  "best_epoch": result.best_epoch, "config": config.to_dict()},
+                  "best_epoch": result.best_epoch, "config": config.to_dict(),
+                  "checks": check.to_dict()},
         metrics={"validation": metrics})
     path = save_artifact(args.out, model, metadata)
     print(f"wrote {path} (model {metadata.version}); validation: "

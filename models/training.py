@@ -132,3 +132,61 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
             break
     best.model.eval()
     return best
+
+
+@dataclass(frozen=True)
+class TrainingCheck:
+    """How the chosen model compares on the validation split, and what is wrong with it."""
+
+    accuracy: float              # the model's, under its stopping rule
+    majority: float              # always answering the most frequent class
+    nearest_neighbour: float     # 1-NN on the whole, normalised series
+    problems: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"val_accuracy": self.accuracy, "majority_accuracy": self.majority,
+                "nearest_neighbour_accuracy": self.nearest_neighbour,
+                "problems": list(self.problems)}
+
+
+# below the full-series 1-NN by more than this much accuracy, an early model is called weak:
+# reading less of the season costs some accuracy, not this much
+BASELINE_MARGIN = 0.25
+
+
+def check_training(result: TrainResult, data: SeriesSet, validation: SeriesSet,
+                   config: TrainConfig) -> TrainingCheck:
+    """Compare the chosen model with two baselines and look for the marks of a training that
+    failed: no better than the majority class, far below a full-series nearest neighbour, the
+    best epoch the first, or stopped by the epoch limit while still improving."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    accuracy = result.validation.accuracy if result.validation else 0.0
+    majority = float(np.bincount(validation.labels).max() / len(validation.labels))
+    mean, std = (t.cpu().numpy() for t in band_statistics(data))
+
+    def flat(series: SeriesSet) -> np.ndarray:
+        values = (series.values - mean) / np.where(std > 0, std, 1.0)
+        return np.nan_to_num(values, nan=0.0).reshape(len(series.labels), -1)
+
+    train_x, val_x = flat(data), flat(validation)
+    width = max(train_x.shape[1], val_x.shape[1])
+    train_x = np.pad(train_x, ((0, 0), (0, width - train_x.shape[1])))
+    val_x = np.pad(val_x, ((0, 0), (0, width - val_x.shape[1])))
+    knn = KNeighborsClassifier(1).fit(train_x, data.labels)
+    neighbour = float((knn.predict(val_x) == validation.labels).mean())
+    problems = []
+    if accuracy <= majority:
+        problems.append(f"validation accuracy {accuracy:.3f} is no better than always "
+                        f"answering the most frequent class ({majority:.3f})")
+    if accuracy < neighbour - BASELINE_MARGIN:
+        problems.append(f"validation accuracy {accuracy:.3f} is far below a nearest neighbour "
+                        f"reading whole series ({neighbour:.3f})")
+    if result.best_epoch <= 0:
+        problems.append("the best epoch is the first: the model kept its initial weights")
+    epochs = len(result.history)
+    if epochs >= config.max_epochs and result.best_epoch == epochs - 1:
+        problems.append(f"training stopped at the epoch limit ({config.max_epochs}) while the "
+                        "validation score still improved (the last epoch was the best): "
+                        "raise --epochs")
+    return TrainingCheck(accuracy, majority, neighbour, tuple(problems))

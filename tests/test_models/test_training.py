@@ -7,6 +7,7 @@ from eowatch.models.artifact import load_artifact
 from eowatch.models.datasets.simulator import ParcelSimulator
 from eowatch.models.metrics import predict
 from eowatch.models.training import TrainConfig, train
+from eowatch.settings import DEFAULT_MODEL
 
 FAST = dict(hidden_size=32, max_epochs=12, patience=12, progress=False, batch_size=32)
 
@@ -34,7 +35,7 @@ def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
     model = tmp_path / "model.pt"
     assert main(["train", "simulated:200:1", "--out", str(model), "--epochs", "3",
                  "--hidden", "16", "--no-progress", "--feed", "simulated",
-                 "--season-start", "01-01"]) == 0
+                 "--season-start", "01-01", "--allow-weak"]) == 0   # 3 epochs: weak
     loaded = load_artifact(model)
     assert loaded.metadata.feed == "simulated"
     assert loaded.metadata.description == "trained on simulated data"
@@ -47,6 +48,39 @@ def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
         assert word in report
     for name in ("confusion.png", "accuracy_vs_season.png", "trajectory.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_weak_training_says_why_and_writes_nothing_unless_allowed(tmp_path, capsys):
+    """One epoch cannot learn the simulated crops: the run names what is wrong, exits 3 and
+    leaves no artifact; with --allow-weak it writes one whose card records the checks."""
+    model = tmp_path / "weak.pt"
+    arguments = ["train", "simulated:150:3", "--out", str(model), "--epochs", "1",
+                 "--hidden", "8", "--no-progress", "--season-start", "01-01"]
+    assert main(arguments) == 3
+    out = capsys.readouterr().out
+    assert "weak model: the best epoch is the first" in out
+    assert "training stopped at the epoch limit (1)" in out
+    assert "1-NN on whole series" in out and not model.exists()
+    assert main([*arguments, "--allow-weak"]) == 0
+    checks = load_artifact(model).metadata.training["checks"]
+    assert checks["problems"] and 0 < checks["majority_accuracy"] < 1
+    assert 0 <= checks["nearest_neighbour_accuracy"] <= 1
+
+
+def test_the_bundled_model_passes_the_training_checks():
+    """The shipped model (5,000 simulated parcels, 40 epochs, best at 36) on fresh simulated
+    parcels: above the majority class and within reach of a 1-NN reading whole series."""
+    from eowatch.models.metrics import predict
+    from eowatch.models.training import TrainResult, check_training
+
+    loaded = load_artifact(DEFAULT_MODEL)
+    bands = loaded.metadata.band_names
+    data = ParcelSimulator(400, seed=11).series().select_bands(bands)
+    validation = ParcelSimulator(200, seed=12).series().select_bands(bands)
+    predictions = predict(loaded.model, validation, loaded.metadata.stop_threshold)
+    result = TrainResult(loaded.model, 36, 0.0, [{}] * 40, predictions)
+    check = check_training(result, data, validation, TrainConfig(max_epochs=40))
+    assert check.problems == () and check.accuracy > check.majority + 0.3
 
 
 def test_cli_reports_bad_data_as_an_error_not_a_traceback(tmp_path, capsys):
@@ -68,7 +102,7 @@ def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
     for data, expected in ((same, "09-01"), (mixed, None)):
         model = tmp_path / f"{data.stem}.pt"
         assert main(["train", str(data), "--out", str(model), "--epochs", "1", "--hidden", "8",
-                     "--no-progress"]) == 0
+                     "--no-progress", "--allow-weak"]) == 0
         assert load_artifact(model).metadata.season_start == expected
     assert "EOWATCH_SEASON_START" in capsys.readouterr().out
     # the daemon refuses a model without a season start unless the operator sets one

@@ -21,8 +21,8 @@ import numpy as np
 
 from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
+from eowatch.geometry import transformer
 
-from .goes import transformer
 from .s1_geolocation import CellMeans, bin_to_cells
 
 # count rate -> reflectance, per band (EPIC L1B calibration, as the fixtures' README lists)
@@ -97,7 +97,7 @@ def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
         lat_ds, lon_ds = group["Geolocation/Earth/Latitude"], group["Geolocation/Earth/Longitude"]
     except KeyError as exc:
         raise EpicError(f"not an EPIC L1B product: no {exc}") from None
-    to_lonlat = transformer(f"EPSG:{grid.epsg}", "EPSG:4326")
+    to_lonlat = transformer(grid.epsg, 4326)
     rows_n, cols_n = grid.inside.shape
     lon0, lat0, lon1, lat1 = to_lonlat.transform_bounds(
         grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1)
@@ -115,7 +115,7 @@ def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
     lat, lon = lat_ds[r0:r1, c0:c1], lon_ds[r0:r1, c0:c1]
     on_earth = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
     valid = on_earth & np.isfinite(counts) & (counts > 0)   # no signal: not valid, but counted
-    x, y = transformer("EPSG:4326", f"EPSG:{grid.epsg}").transform(
+    x, y = transformer(4326, grid.epsg).transform(
         np.where(on_earth, lon, 0.0), np.where(on_earth, lat, 0.0))
     x = np.where(on_earth, x, np.inf)
     means = bin_to_cells(np.asarray(x), np.asarray(y), counts * FACTORS[band], valid, grid)

@@ -15,7 +15,6 @@ the variables as the product defines them (docs/feeds.md).
 
 from __future__ import annotations
 
-import functools
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -26,12 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pyproj
 import shapely
 
 from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
-from eowatch.geometry import reproject
+from eowatch.geometry import reproject, transformer
 
 from .s1_geolocation import CellMeans, bin_to_cells
 
@@ -93,12 +91,6 @@ class FixedGrid:
         r1 = min(int(np.ceil(rows.max())) + margin + 1, self.height)
         c1 = min(int(np.ceil(cols.max())) + margin + 1, self.width)
         return (r0, c0, r1 - r0, c1 - c0) if r1 > r0 and c1 > c0 else None
-
-
-@functools.lru_cache(maxsize=64)
-def transformer(source: str, target: str) -> pyproj.Transformer:
-    """A transformer (lon, lat order), built once per pair: building one costs milliseconds."""
-    return pyproj.Transformer.from_crs(source, target, always_xy=True)
 
 
 def _attr(variable: Any, name: str) -> Any:
@@ -259,7 +251,7 @@ def cell_means(band: Band, grid: CellGrid) -> CellMeans | None:
     rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
     lon, lat = band.grid.lonlat(rows.astype(float), cols.astype(float))
     on_disk = np.isfinite(lon)
-    x, y = transformer("EPSG:4326", f"EPSG:{grid.epsg}").transform(
+    x, y = transformer(4326, grid.epsg).transform(
         np.where(on_disk, lon, 0.0), np.where(on_disk, lat, 0.0))
     x = np.where(on_disk, x, np.inf)
     return bin_to_cells(np.asarray(x), np.asarray(y), reflectance, valid & on_disk, grid)

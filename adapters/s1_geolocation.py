@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyproj
 
 from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
+from eowatch.geometry import transformer
 
 if TYPE_CHECKING:
     from scipy.interpolate import LinearNDInterpolator
@@ -166,6 +166,6 @@ def cell_means(power: np.ndarray, valid: np.ndarray, row0: int, col0: int,
     that holds its centre."""
     rows, cols = np.mgrid[row0:row0 + power.shape[-2], col0:col0 + power.shape[-1]]
     lon, lat = geolocation.lonlat(rows + 0.5, cols + 0.5)
-    x, y = pyproj.Transformer.from_crs(4326, grid.epsg, always_xy=True).transform(lon, lat)
+    x, y = transformer(4326, grid.epsg).transform(lon, lat)
     return bin_to_cells(x, y, power, valid, grid,
                         geolocation.incidence_at(rows + 0.5, cols + 0.5))

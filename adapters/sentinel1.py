@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pyproj
 import pystac
 import requests
 import shapely
@@ -50,13 +49,14 @@ from eowatch.contract.feeds import (
     chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk, shard_of
+from eowatch.geometry import transformer
 from eowatch.models.flood import BANDS
 
 from .cog import Raster, RasterError, gdal_env
 from .s1_calibration import Calibration, CalibrationError
 from .s1_geolocation import CellMeans, Geolocation, GeolocationError, bin_to_cells, cell_means
-from .stac_feed import ItemError, MetadataError, Polling, StacFeed, StacSearch
-from .stac_sources import Source, source_profile
+from .stac_feed import ItemError, MetadataError, StacConfig, StacFeed
+from .stac_sources import source_profile
 
 log = logging.getLogger(__name__)
 FEED = "sentinel1"
@@ -67,31 +67,18 @@ EDGE_LINES, EDGE_PIXELS = 200, 1000
 
 
 @dataclass(frozen=True)
-class Sentinel1Config:
+class Sentinel1Config(StacConfig):
     stac_url: str = "https://planetarycomputer.microsoft.com/api/stac/v1"
     collection: str = "sentinel-1-grd"
     product: Literal["auto", "grd", "rtc"] = "auto"
     rtc_scale: Literal["linear", "db"] = "linear"
-    start: datetime | None = None
-    lookback: timedelta = timedelta(days=3)
-    page_size: int = 100
     max_items_per_poll: int = 20
-    max_attempts: int = 5
-    timeout_seconds: float = 30.0
-    source: Source = Source("generic")
 
     @property
     def kind(self) -> Literal["grd", "rtc"]:
         if self.product != "auto":
             return self.product
         return "rtc" if "rtc" in self.collection.lower() else "grd"
-
-    @property
-    def polling(self) -> Polling:
-        return Polling(self.start, self.lookback, self.max_items_per_poll, self.max_attempts)
-
-    def search(self) -> StacSearch:
-        return StacSearch(self.stac_url, self.collection, self.page_size, self.timeout_seconds)
 
 
 @dataclass(frozen=True)
@@ -226,7 +213,7 @@ def read_rtc(item: pystac.Item, areas: Sequence[Area], config: Sentinel1Config
         if vv.crs is None or vv.transform != vh.transform:
             raise MetadataError(f"item {item.id}: its vv and vh rasters are not on one "
                                 "georeferenced grid")
-        to_raster = pyproj.Transformer.from_crs(4326, vv.crs, always_xy=True)
+        to_raster = transformer(4326, vv.crs.to_wkt())
         for area in areas:
             bounds = to_raster.transform_bounds(*area.bounds)
             window = from_bounds(*bounds, transform=vv.transform).round_offsets().round_lengths()
@@ -242,8 +229,7 @@ def read_rtc(item: pystac.Item, areas: Sequence[Area], config: Sentinel1Config
             valid = np.asarray(~nodata.any(axis=0) & (power > 0).all(axis=0))
             rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
             xs, ys = vv.transform * (cols + 0.5, rows + 0.5)
-            x, y = pyproj.Transformer.from_crs(vv.crs, area.grid.epsg, always_xy=True
-                                               ).transform(xs, ys)
+            x, y = transformer(vv.crs.to_wkt(), area.grid.epsg).transform(xs, ys)
             out.append(AreaRows(area, bin_to_cells(np.asarray(x), np.asarray(y), power,
                                                    valid, area.grid)))
     return out

@@ -40,8 +40,8 @@ from eowatch.settings import CommaList
 
 from .cog import Raster, RasterError, gdal_env
 from .reflectance import OffsetDecision, decide_offset
-from .stac_feed import ItemError, MetadataError, Polling, StacFeed, StacSearch
-from .stac_sources import S3Access, Source, source_profile
+from .stac_feed import ItemError, MetadataError, StacConfig, StacFeed
+from .stac_sources import S3Access, source_profile
 from .tiles import ParcelSet, tile_square
 from .zonal import MIN_PIXELS, Membership, membership
 
@@ -67,32 +67,18 @@ SAMPLE_PIXELS = 100_000   # clear pixels per band and window kept to check the o
 
 
 @dataclass(frozen=True)
-class Sentinel2Config:
+class Sentinel2Config(StacConfig):
     stac_url: str = "https://earth-search.aws.element84.com/v1"
     collection: str = "sentinel-2-l2a"
     scl_valid: tuple[int, ...] = SCL_VALID
     max_cloud: float | None = None          # eo:cloud_cover filter of the search, percent
-    start: datetime | None = None           # first acquisition time when there is no cursor
-    lookback: timedelta = timedelta(days=3)  # late-published items within this are still read
-    page_size: int = 100
-    max_items_per_poll: int = 50
-    max_attempts: int = 5                   # polls that may fail on one item before it is skipped
-    timeout_seconds: float = 30.0
     min_pixels: int = MIN_PIXELS
-    source: Source = Source("generic")       # how the API's assets are reached
-
-    @property
-    def polling(self) -> Polling:
-        return Polling(self.start, self.lookback, self.max_items_per_poll, self.max_attempts)
 
     @property
     def query(self) -> dict[str, Any] | None:
         """The search's filter on cloud cover, if any."""
         return ({"eo:cloud_cover": {"lte": self.max_cloud}}
                 if self.max_cloud is not None else None)
-
-    def search(self) -> StacSearch:
-        return StacSearch(self.stac_url, self.collection, self.page_size, self.timeout_seconds)
 
 
 @dataclass

@@ -27,6 +27,8 @@ from eowatch.contract.feeds import Feed, FeedHost, FeedMetrics
 from eowatch.contract.messages import ObservationChunk
 from eowatch.errors import EowatchError
 
+from .stac_sources import Source
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,29 @@ class SearchError(EowatchError, RuntimeError):
     """The STAC API did not answer the search."""
 
     stage = "search"
+
+
+@dataclass(frozen=True)
+class StacConfig:
+    """Where a STAC feed searches and how it walks the collection; each feed's config extends
+    it (and sets its own defaults)."""
+
+    stac_url: str = ""
+    collection: str = ""
+    start: datetime | None = None           # first acquisition time when there is no cursor
+    lookback: timedelta = timedelta(days=3)  # late-published items within this are still read
+    page_size: int = 100
+    max_items_per_poll: int = 50
+    max_attempts: int = 5                   # polls that may fail on one item before it is skipped
+    timeout_seconds: float = 30.0
+    source: Source = Source("generic")       # how the API's assets are reached
+
+    @property
+    def polling(self) -> Polling:
+        return Polling(self.start, self.lookback, self.max_items_per_poll, self.max_attempts)
+
+    def search(self) -> StacSearch:
+        return StacSearch(self.stac_url, self.collection, self.page_size, self.timeout_seconds)
 
 
 @dataclass(frozen=True)

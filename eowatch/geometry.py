@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TypeVar
 
 import numpy as np
@@ -20,10 +21,18 @@ def utm_epsg(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(lat) >= 0, 32600, 32700) + utm_zone(lon)
 
 
+@functools.lru_cache(maxsize=64)
+def transformer(source: pyproj.CRS | int | str, target: pyproj.CRS | int | str
+                ) -> pyproj.Transformer:
+    """A transformer from ``source`` to ``target`` (lon, lat order), built once per pair:
+    building one costs milliseconds, more than transforming a window of pixels."""
+    return pyproj.Transformer.from_crs(source, target, always_xy=True)
+
+
 def reproject(geometries: Geometries, source: pyproj.CRS | int | str,
               target: pyproj.CRS | int | str) -> Geometries:
     """Geometries (one, or an array of them) from ``source`` to ``target``, lon/lat order,
     every vertex in one vectorised call."""
-    transformer = pyproj.Transformer.from_crs(source, target, always_xy=True)
+    change = transformer(source, target)
     return shapely.transform(
-        geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+        geometries, lambda xy: np.column_stack(change.transform(xy[:, 0], xy[:, 1])))

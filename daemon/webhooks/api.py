@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from ..store.store import Store
 from ..store.tables import utcnow
-from .matching import KINDS, delivery_id
+from .delivery import webhook_payload
+from .matching import KINDS, outbox_row
 from .targets import Resolver, TargetRefused, check, system_resolver
 from .tokens import allows, new_secret, token_hash
 
@@ -158,15 +159,11 @@ def create_router(store: Store, allowed: Sequence[IPv4Network | IPv6Network],
     def ping(subscription_id: str) -> dict[str, str]:
         found(subscription_id)
         now = utcnow()
-        event = f"test-{uuid.uuid4().hex}"
-        body = json.dumps({"type": "webhook.test", "timestamp": now.isoformat(),
-                           "data": {"subscription_id": subscription_id}})
-        row_id = delivery_id(subscription_id, event)
-        store.enqueue_delivery({"id": row_id, "subscription_id": subscription_id,
-                                "kind": "webhook.test", "event_id": event, "payload": body,
-                                "status": "pending", "attempts": 0, "next_attempt_at": now,
-                                "created_at": now, "updated_at": now})
-        return {"delivery_id": row_id}
+        body = json.dumps(webhook_payload("webhook.test", now,
+                                          {"subscription_id": subscription_id}))
+        row = outbox_row(subscription_id, "webhook.test", f"test-{uuid.uuid4().hex}", body, now)
+        store.enqueue_delivery(row)
+        return {"delivery_id": row["id"]}
 
     @router.post("/subscriptions/{subscription_id}/replay",
                  dependencies=[Depends(needs("write"))],

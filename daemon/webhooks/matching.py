@@ -10,6 +10,7 @@ same event writes the same row, once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import shapely
 import sqlalchemy as sa
 
@@ -77,7 +79,8 @@ class SubscriptionIndex:
                        self.store.areas_version())
             if version == self._version:
                 return
-            compiled = [compile_subscription(self.store, s)
+            places = Places(self.store)
+            compiled = [compile_subscription(places, s)
                         for s in self.store.list_subscriptions(active_only=True)]
         except sa.exc.SQLAlchemyError as exc:
             log.warning("subscriptions not refreshed (%s); matching with the last ones", exc)
@@ -125,21 +128,39 @@ def outbox_row(subscription_id: str, kind: str, event_id: str, body: str, now: d
             "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
 
 
-def compile_subscription(store: Store, row: dict[str, Any]) -> Compiled:
+class Places:
+    """The parcels' centroids and the areas' shapes, read from the store once per compilation
+    (and only when a subscription has a polygon)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @functools.cached_property
+    def parcels(self) -> tuple[list[str], np.ndarray]:
+        ids, _, geometries = self.store.parcel_geometries()
+        centroids = shapely.centroid(shapely.from_geojson(geometries)) if ids else \
+            np.array([], dtype=object)
+        return ids, centroids
+
+    @functools.cached_property
+    def areas(self) -> tuple[list[str], np.ndarray]:
+        rows = self.store.list_areas()
+        return [a["id"] for a in rows], shapely.from_geojson([a["geometry"] for a in rows])
+
+
+def compile_subscription(places: Places, row: dict[str, Any]) -> Compiled:
     place_areas = set(row["areas"] or [])
     parcels: set[str] | None = None
     areas: set[str] | None = place_areas or None
     if row["polygon"]:
         polygon = shapely.from_geojson(row["polygon"])
         shapely.prepare(polygon)
-        ids, _, geometries = store.parcel_geometries()
-        if ids:
-            inside = shapely.contains(polygon, shapely.centroid(shapely.from_geojson(geometries)))
-            parcels = {i for i, yes in zip(ids, inside.tolist(), strict=True) if yes}
-        else:
-            parcels = set()
-        touched = {a["id"] for a in store.list_areas()
-                   if shapely.intersects(polygon, shapely.from_geojson(a["geometry"]))}
+        ids, centroids = places.parcels
+        parcels = {i for i, yes in zip(ids, shapely.contains(polygon, centroids).tolist(),
+                                       strict=True) if yes}
+        area_ids, shapes = places.areas
+        touched = {i for i, yes in zip(area_ids, shapely.intersects(polygon, shapes).tolist(),
+                                       strict=True) if yes}
         areas = place_areas | touched
     elif place_areas:
         parcels = set()   # a place of areas only: no parcel is in it

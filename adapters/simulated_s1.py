@@ -23,7 +23,7 @@ import shapely
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from eowatch.cells import CellGrid, cell_rows
+from eowatch.cells import CellGrid, area_cell_rows
 from eowatch.contract.feeds import (
     Feed,
     FeedContext,
@@ -169,8 +169,9 @@ def _build(settings: SimulatedRadarSettings, context: FeedContext) -> SimulatedR
                               floods, settings.poll_seconds)
     known = {a["id"]: a["grid"] for a in context.host.areas()}
     for row, grid in feed.area_rows():
-        if known.get(row["id"]) != grid.definition():
-            context.host.upsert_area(row, grid.definition(), cell_rows(grid, context.shards))
+        definition, cells = area_cell_rows(grid, context.shards)
+        if known.get(row["id"]) != definition:
+            context.host.upsert_area(row, definition, cells)
     return feed
 
 

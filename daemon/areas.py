@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from eowatch.cells import extent, parse_cell_ids
+from eowatch.cells import COARSE, coarse_place, extent, parent_area, parse_cell_ids
 from eowatch.contract.messages import SCHEMA_VERSION, Decision, ObservationChunk
-from eowatch.models import flood
+from eowatch.models import flood, flood_geo
 
 from .bus.base import Record
 from .metrics import Metrics
@@ -40,22 +40,38 @@ from .state_model import Decided
 
 log = logging.getLogger(__name__)
 STATUS, P_FLOOD = 0, 1  # the flood model's output columns
-# what the processor reads: a radar observation fills the first four, an optical one the last
-# two, the others NaN (feeds publish either set: flood.BANDS or flood.OPTICAL_BANDS)
-CELL_BANDS = flood.BANDS + flood.OPTICAL_BANDS
+PLACE_WIDTH = 5         # AreaProcessor.cell_place's columns
+# what the processor reads: a radar observation fills the first four columns, an optical one
+# the next two, a weather-satellite one (of a coarse cell) the last seven, the others NaN
+# (feeds publish one set: flood.BANDS, flood.OPTICAL_BANDS or flood_geo.GEO_BANDS)
+CELL_BANDS = flood.BANDS + flood.OPTICAL_BANDS + flood_geo.GEO_BANDS
 RADAR = [CELL_BANDS.index(b) for b in ("VV", "VH", "orbit")]   # incidence may be unknown
 OPTICAL = [CELL_BANDS.index(b) for b in flood.OPTICAL_BANDS]
+GEO = [CELL_BANDS.index(b) for b in ("clear", "solar_zenith", "sensor")]  # index: NaN if cloudy
 VV, VH, ORBIT, MNDWI = (CELL_BANDS.index(b) for b in ("VV", "VH", "orbit", "MNDWI"))
+INDEX, CLEAR, ZENITH, SENSOR = (CELL_BANDS.index(b) for b in
+                                ("water_index", "clear", "solar_zenith", "sensor"))
 
 
 def is_radar(values: np.ndarray) -> np.ndarray:
     return np.isfinite(values[:, RADAR]).all(axis=1)
 
 
+def is_geo(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values[:, GEO]).all(axis=1) & ~is_radar(values)
+
+
+def evidence_of(values: np.ndarray) -> str:
+    """The kind of evidence of an observation (one row)."""
+    row = values[None]
+    return (flood.RADAR if is_radar(row)[0] else flood.GEOSTATIONARY if is_geo(row)[0]
+            else flood.OPTICAL)
+
+
 def unify(chunk: ObservationChunk) -> ObservationChunk:
-    """A radar or optical chunk with its values in CELL_BANDS columns (others NaN); any other
-    chunk as it is (the band check refuses it)."""
-    for bands in (flood.BANDS, flood.OPTICAL_BANDS):
+    """A radar, optical or weather-satellite chunk with its values in CELL_BANDS columns
+    (others NaN); any other chunk as it is (the band check refuses it)."""
+    for bands in (flood.BANDS, flood.OPTICAL_BANDS, flood_geo.GEO_BANDS):
         if chunk.band_names == bands:
             values = np.full((len(chunk.values), len(CELL_BANDS)), np.nan, np.float32)
             values[:, [CELL_BANDS.index(b) for b in bands]] = chunk.values
@@ -64,17 +80,25 @@ def unify(chunk: ObservationChunk) -> ObservationChunk:
 
 
 def step_cells(state: flood.FloodState, rows: np.ndarray, values: np.ndarray,
-               groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Step each cell (a row of ``state``) by its observation, radar or optical."""
+               groups: np.ndarray, times: np.ndarray,
+               prior: float | np.ndarray = flood.PRIOR) -> tuple[np.ndarray, np.ndarray]:
+    """Step each cell (a row of ``state``) by its observation: radar, optical or (coarse
+    cells) weather satellite. ``prior``: the radar's flood prior per cell."""
     status, p = np.empty(len(rows), np.int64), np.empty(len(rows))
-    radar = is_radar(values)
+    radar, geo = is_radar(values), is_geo(values)
+    optical = ~radar & ~geo
     if radar.any():
         v = values[radar].astype(np.float64)
-        status[radar], p[radar] = flood.step(state, rows[radar], v[:, ORBIT], v[:, VV],
-                                             v[:, VH], groups[radar])
-    if (~radar).any():
-        status[~radar], p[~radar] = flood.step_optical(
-            state, rows[~radar], values[~radar, MNDWI].astype(np.float64))
+        status[radar], p[radar] = flood.step(
+            state, rows[radar], v[:, ORBIT], v[:, VV], v[:, VH], groups[radar],
+            np.broadcast_to(np.asarray(prior, np.float64), rows.shape)[radar])
+    if optical.any():
+        status[optical], p[optical] = flood.step_optical(
+            state, rows[optical], values[optical, MNDWI].astype(np.float64))
+    if geo.any():
+        v = values[geo].astype(np.float64)
+        status[geo], p[geo] = flood_geo.step(state.packed, rows[geo], v[:, SENSOR], v[:, INDEX],
+                                             v[:, CLEAR], v[:, ZENITH], times[geo])
     return status, p
 
 
@@ -96,7 +120,8 @@ class FloodModel:
         """All rows as one group (AreaProcessor steps per area and acquisition instead)."""
         packed = state.cpu().numpy().astype(np.float64)
         status, p = step_cells(flood.FloodState.of(packed), np.arange(len(packed)),
-                               values.cpu().numpy(), np.zeros(len(packed), np.int64))
+                               values.cpu().numpy(), np.zeros(len(packed), np.int64),
+                               np.zeros(len(packed)))
         outputs = torch.from_numpy(np.column_stack([status, p]))
         return torch.from_numpy(packed), outputs, torch.zeros(len(packed))
 
@@ -137,27 +162,59 @@ class AreaProcessor(Processor):
         self.read_area, self.rule = read_area, rule or flood.EventRule()
         self.areas_known: dict[str, tuple[dict[str, Any], int]] = {}
         # per row of the cell table: its area (a code into area_names), grid row and column,
-        # parsed from the cell id once in the row's life
+        # whether it is a coarse cell, and (40 m cells) the flat index of the coarse cell over
+        # it (-1: none), parsed from the cell id once in the row's life
         self.area_names: list[str] = []
         self.area_codes: dict[str, int] = {}
-        self.cell_place = np.full((0, 3), -1, np.int64)
+        self.cell_place = np.full((0, PLACE_WIDTH), -1, np.int64)
 
     def places(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """[n, 3] area code, grid row and grid column of the cells at these table rows."""
+        """[n, PLACE_WIDTH] area code, grid row and column, coarse or not, and the coarse cell
+        over it of the cells at these table rows."""
         if len(self.cell_place) < self.table.capacity:
-            grown = np.full((self.table.capacity, 3), -1, np.int64)
+            grown = np.full((self.table.capacity, PLACE_WIDTH), -1, np.int64)
             grown[:len(self.cell_place)] = self.cell_place
             self.cell_place = grown
         unknown = self.cell_place[rows, 0] < 0
         if unknown.any():
-            areas, grid_rows, grid_cols = parse_cell_ids(ids[unknown])
+            grids, grid_rows, grid_cols = parse_cell_ids(ids[unknown])
+            areas = np.array([parent_area(g) for g in grids.tolist()], dtype=object)
             for area in dict.fromkeys(areas.tolist()):
                 if area not in self.area_codes:
                     self.area_codes[area] = len(self.area_names)
                     self.area_names.append(area)
             codes = np.array([self.area_codes[a] for a in areas.tolist()], np.int64)
-            self.cell_place[rows[unknown]] = np.column_stack([codes, grid_rows, grid_cols])
+            coarse = (grids != areas).astype(np.int64)
+            over = np.full(len(codes), -1, np.int64)
+            for area in np.unique(areas[coarse == 0]).tolist():
+                grid, _ = self.area_info(area)
+                if grid is None or "coarse" not in grid:
+                    continue
+                mine = (areas == area) & (coarse == 0)
+                r, c = coarse_place(grid, grid["coarse"], grid_rows[mine], grid_cols[mine])
+                over[mine] = r * grid["coarse"]["cols"] + c
+            self.cell_place[rows[unknown]] = np.column_stack(
+                [codes, grid_rows, grid_cols, coarse, over])
         return self.cell_place[rows]
+
+    def priors(self, place: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The radar's flood prior of 40 m cells (their ``places``), from the coarse cells
+        over them (models/flood_geo.py)."""
+        prior = np.full(len(place), flood.PRIOR)
+        has = place[:, 4] >= 0
+        if not has.any():
+            return prior
+        keys, inverse = np.unique(place[has][:, [0, 4]], axis=0, return_inverse=True)
+        ids = []
+        for code, flat in keys.tolist():
+            area = self.area_names[code]
+            cols = self.areas_known[area][0]["coarse"]["cols"]  # type: ignore[index]
+            ids.append(f"{area}{COARSE}/{flat // cols}-{flat % cols}")
+        found = self.table.lookup(np.array(ids, dtype=object))
+        packed = np.full((len(keys), flood.STATE_WIDTH), np.nan)
+        packed[found >= 0] = self.table.state.numpy()[found[found >= 0]]
+        prior[has] = flood_geo.prior(packed[inverse.ravel()], times[has])
+        return prior
 
     def tables(self) -> dict[str, StateTable]:
         return {self.model.key: self.table, self.areas_key: self.areas}
@@ -188,8 +245,9 @@ class AreaProcessor(Processor):
         super().process([(record, unify(chunk)) for record, chunk in items], out)
 
     def bad_values(self, values: np.ndarray) -> np.ndarray:
-        """Rows with neither a whole radar observation nor a whole optical one."""
-        return ~(is_radar(values) | np.isfinite(values[:, OPTICAL]).all(axis=1))
+        """Rows with no whole radar, optical or weather-satellite observation."""
+        return ~(is_radar(values) | np.isfinite(values[:, OPTICAL]).all(axis=1)
+                 | is_geo(values))
 
     def seasons(self, chunk: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells have no seasons: their normal backscatter is learned on and on."""
@@ -201,7 +259,9 @@ class AreaProcessor(Processor):
         t = self.table
         started = time.perf_counter()
         state = flood.FloodState.of(t.state.numpy())
-        status, p = step_cells(state, rows, batch.values, self.groups(rows, batch)[0])
+        groups, place = self.groups(rows, batch)
+        prior = self.priors(place, batch.time) if is_radar(batch.values).any() else flood.PRIOR
+        status, p = step_cells(state, rows, batch.values, groups, batch.time, prior)
         self.metrics.step_seconds.labels(self.model.targets).observe(
             time.perf_counter() - started)
         self.metrics.batch_parcels.labels(self.model.targets).observe(len(rows))
@@ -218,11 +278,11 @@ class AreaProcessor(Processor):
         return place[:, 0] * len(names) + acquisitions, place
 
     def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
-        """One verdict per area and acquisition: the area's event opens, updates or closes.
-        An optical acquisition gives one only when it saw enough of the area clear."""
+        """One verdict per area and acquisition: the area's event opens, updates, closes, is
+        confirmed or withdrawn. An optical or weather-satellite acquisition gives one only when
+        it saw enough of the area clear."""
         status = self.table.outputs[rows, STATUS].astype(np.int64)
         p = self.table.outputs[rows, P_FLOOD].astype(np.float64)
-        radar = is_radar(batch.values)
         groups, place = self.groups(rows, batch)
         order = np.argsort(groups, kind="stable")
         for members in np.split(order, np.flatnonzero(np.diff(groups[order])) + 1):
@@ -231,24 +291,42 @@ class AreaProcessor(Processor):
             grid, cells = self.area_info(area)
             if grid is None:
                 continue
-            if not radar[first] and len(members) < flood.OPTICAL_MIN_COVER * cells:
-                continue  # mostly clouds: what the clear cells show stays in the cells
+            evidence = evidence_of(batch.values[first])
+            fine_km2 = (grid["size"] / 1000) ** 2
+            if evidence == flood.GEOSTATIONARY:
+                if "coarse" not in grid:
+                    continue
+                counts = np.asarray(grid["coarse"]["fine_cells"])
+                cell_km2 = counts[place[members, 1], place[members, 2]] * fine_km2
+                seen = status[members] != flood.UNSEEN
+                if cell_km2[seen].sum() < flood_geo.MIN_COVER * cells * fine_km2:
+                    continue  # clouds or night over most of the area
+                share: np.ndarray | None = p[members]
+            else:
+                if evidence == flood.OPTICAL and len(members) < flood.OPTICAL_MIN_COVER * cells:
+                    continue  # mostly clouds: what the clear cells show stays in the cells
+                cell_km2, share = np.full(len(members), fine_km2), None
+            is_flooded = status[members] == flood.FLOODED
             row = self.areas.add(np.array([area], dtype=object), batch.shards[[first]])[0]
-            if self.areas.last_time[row] >= batch.time[first]:
-                continue  # this acquisition already counted (a retried wave)
-            cell_km2 = (grid["size"] / 1000) ** 2
             event = self.areas.state[row].numpy()  # a view: observe_area writes through it
-            message = flood.observe_area(event, area, float(batch.time[first]),
-                                         status[members], p[members], cell_km2, self.rule)
-            self.areas.last_time[row] = batch.time[first]
+            at = float(batch.time[first])
+            if flood.already_seen(event, evidence, at):
+                continue  # this acquisition already counted (a retried wave)
+            message = flood.observe_area(event, area, at, status[members], p[members],
+                                         cell_km2, self.rule, evidence, share)
+            self.areas.last_time[row] = max(self.areas.last_time[row], at)
             self.areas.observations[row] += 1
             self.areas.acquisition[row] = batch.acquisition[first]
             self.areas.dirty.add(int(row))
-            flooded = members[status[members] == flood.FLOODED]
-            self.areas.outputs[row, 0] = len(flooded) * cell_km2
+            flooded = members[is_flooded]
+            if evidence != flood.GEOSTATIONARY or event[flood.PENDING]:
+                # the flooded km² gauge: 40 m evidence, or weather satellites' until confirmed
+                self.areas.outputs[row, 0] = (cell_km2 if share is None else
+                                              cell_km2 * share)[is_flooded].sum()
             self._report(area, event)
             if message is None:
                 continue
+            extent_grid = grid["coarse"] if evidence == flood.GEOSTATIONARY else grid
             out.alerts.append({
                 "schema_version": SCHEMA_VERSION,
                 "alert_id": alert_id(message["event_id"], message["kind"],
@@ -256,7 +334,7 @@ class AreaProcessor(Processor):
                 **message, "acquisition_id": batch.acquisition[first],
                 "shard": int(batch.shards[first]), "sources": [str(batch.feed[first])],
                 "model_version": self.model.version,
-                "extent": extent(grid, place[flooded, 1], place[flooded, 2])})
+                "extent": extent(extent_grid, place[flooded, 1], place[flooded, 2])})
             self.metrics.alerts.labels(message["kind"]).inc()
 
     def _report(self, area: str, event: np.ndarray) -> None:

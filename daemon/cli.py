@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eowatch.cells import DEFAULT_CELL_METRES
+from eowatch.cells import DEFAULT_CELL_METRES, DEFAULT_COARSE_METRES
 from eowatch.settings import Settings, load_settings
 
 
@@ -40,6 +40,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             imp.add_argument("--cell-size", type=float, default=DEFAULT_CELL_METRES,
                              help="side of the area's square cells in metres, on a grid in its "
                              f"UTM zone (default {DEFAULT_CELL_METRES:g})")
+            imp.add_argument("--coarse-cell-size", type=float, default=DEFAULT_COARSE_METRES,
+                             help="side of the coarse cells the weather satellites measure "
+                             f"(GOES, Meteosat, EPIC), in metres (default "
+                             f"{DEFAULT_COARSE_METRES:g})")
         imp.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
         imp.set_defaults(handler=run_import, kind=kind)
 
@@ -91,7 +95,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from eowatch.cells import cell_rows, grid_of
+    from eowatch.cells import area_cell_rows, grid_of
     from eowatch.parcels import area_rows, parcel_rows
 
     from .store.store import Store
@@ -108,7 +112,8 @@ def run_import(args: argparse.Namespace) -> int:
         grids = [grid_of(row["id"], row["geometry"], args.cell_size) for row in rows]
         store.upsert_areas([{**row, "optical": args.optical} for row in rows])
         for grid in grids:
-            store.replace_cells(grid.area_id, grid.definition(), cell_rows(grid, settings.shards))
+            store.replace_cells(grid.area_id, *area_cell_rows(grid, settings.shards,
+                                                              args.coarse_cell_size))
         print(f"{sum(g.count for g in grids):,} cells of {args.cell_size:g} m in "
               f"{len(grids)} areas")
     print(f"{args.kind} from {args.file}: {report.summary()}")

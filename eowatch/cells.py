@@ -25,6 +25,10 @@ from .errors import EowatchError
 from .geometry import reproject, utm_epsg
 
 DEFAULT_CELL_METRES = 40.0
+# the coarse grid of an area, for the weather satellites' 0.5-10 km pixels: its cells are
+# targets too, with ids <area id>#geo/<row>-<col>, in the area's shard
+DEFAULT_COARSE_METRES = 2000.0
+COARSE = "#geo"
 MAX_CELLS = 5_000_000  # per area: 8,000 km² at 40 m; a larger area wants larger cells
 
 
@@ -93,12 +97,64 @@ class CellGrid:
                 "rows": int(self.inside.shape[0]), "cols": int(self.inside.shape[1])}
 
 
+def coarse_grid(grid: CellGrid, size: float = DEFAULT_COARSE_METRES) -> CellGrid:
+    """The coarse grid over an area's cells (same UTM zone, aligned on multiples of ``size``):
+    a coarse cell belongs to it when it holds the centre of one of the area's cells."""
+    if size < grid.size:
+        raise CellError(f"area {grid.area_id}: coarse cells of {size:g} m are smaller than its "
+                        f"{grid.size:g} m cells")
+    x0, y1 = math.floor(grid.x0 / size) * size, math.ceil(grid.y1 / size) * size
+    r, c = np.nonzero(grid.inside)
+    coarse_r, coarse_c = coarse_place(grid.definition(), {"x0": x0, "y1": y1, "size": size},
+                                      r, c)
+    inside = np.zeros((coarse_r.max() + 1, coarse_c.max() + 1), bool)
+    inside[coarse_r, coarse_c] = True
+    return CellGrid(grid.area_id + COARSE, grid.epsg, float(size), x0, y1, inside)
+
+
+def coarse_place(fine: dict[str, Any], coarse: dict[str, Any], rows: np.ndarray,
+                 cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column in the coarse grid of the cells (rows, cols) of the fine grid (both as
+    ``definition``): the coarse cell holding each one's centre."""
+    x = fine["x0"] + (np.asarray(cols) + 0.5) * fine["size"]
+    y = fine["y1"] - (np.asarray(rows) + 0.5) * fine["size"]
+    return (np.floor((coarse["y1"] - y) / coarse["size"]).astype(np.int64),
+            np.floor((x - coarse["x0"]) / coarse["size"]).astype(np.int64))
+
+
+def parent_area(area_id: str) -> str:
+    """The area a grid belongs to: itself, or the area of a coarse grid."""
+    return area_id.removesuffix(COARSE)
+
+
 def cell_rows(grid: CellGrid, shards: int) -> list[dict[str, Any]]:
-    """Store rows of an area's cells: id, area, shard (the area's), row, column."""
+    """Store rows of a grid's cells: id, area, shard (the area's), row, column."""
     ids, rows, cols = grid.cells()
-    shard = shard_of(grid.area_id, shards)
-    return [{"id": i, "area_id": grid.area_id, "shard": shard, "row": int(r), "col": int(c)}
+    area = parent_area(grid.area_id)
+    shard = shard_of(area, shards)
+    return [{"id": i, "area_id": area, "shard": shard, "row": int(r), "col": int(c)}
             for i, r, c in zip(ids.tolist(), rows.tolist(), cols.tolist(), strict=True)]
+
+
+def area_cell_rows(grid: CellGrid, shards: int, coarse_size: float = DEFAULT_COARSE_METRES
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What the store keeps of an area: its grid definition (with its coarse grid's, and the
+    number of the area's cells under each coarse cell, row by row) and both grids' cells."""
+    coarse = coarse_grid(grid, coarse_size)
+    definition = coarse.definition()
+    r, c = coarse_place(grid.definition(), definition, *np.nonzero(grid.inside))
+    counts = np.zeros(coarse.inside.shape, np.int64)
+    np.add.at(counts, (r, c), 1)
+    return ({**grid.definition(), "coarse": {**definition, "fine_cells": counts.tolist()}},
+            cell_rows(grid, shards) + cell_rows(coarse, shards))
+
+
+def grid_of_definition(area_id: str, definition: dict[str, Any]) -> CellGrid:
+    """A grid back from its stored definition, every cell of its bounding grid inside (the
+    readers only need the grid's placement)."""
+    return CellGrid(area_id, int(definition["epsg"]), float(definition["size"]),
+                    float(definition["x0"]), float(definition["y1"]),
+                    np.ones((int(definition["rows"]), int(definition["cols"])), bool))
 
 
 def grid_of(area_id: str, geojson: str, size: float = DEFAULT_CELL_METRES) -> CellGrid:

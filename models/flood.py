@@ -53,7 +53,7 @@ BANDS = ("VV", "VH", "incidence", "orbit")
 # clear pixels): McFeeters' NDWI (green - NIR) / (green + NIR) and Xu's MNDWI
 # (green - SWIR 1.6 µm) / (green + SWIR), which tells water from built-up land better
 OPTICAL_BANDS = ("NDWI", "MNDWI")
-VERSION = "flood-1"        # the layout of the packed state below; a new layout, a new version
+VERSION = "flood-2"        # the layout of the packed state below; a new layout, a new version
 
 WATER_VV_DB, WATER_VH_DB = -22.0, -28.0   # open water, C-band VV/VH (GFM, Martinis et al. 2015)
 WATER_SIGMA_DB = 2.0       # spread of calm-to-wind-roughened water
@@ -72,9 +72,10 @@ MNDWI_WATER = 0.0          # Xu (2006): open water has MNDWI > 0
 MNDWI_WIDTH = 0.1          # logistic width of the optical flood probability around it
 OPTICAL_MIN_COVER = 0.5    # clear share of an area's cells an optical verdict needs
 
-# status of a cell after an observation
-WARMING_UP, DRY, FLOODED, REFERENCE_WATER, EXCLUDED = range(5)
-STATUS_NAMES = ("warming_up", "dry", "flooded", "reference_water", "excluded")
+# status of a cell after an observation (unseen: a coarse cell a weather-satellite scene could
+# not use, models/flood_geo.py)
+WARMING_UP, DRY, FLOODED, REFERENCE_WATER, EXCLUDED, UNSEEN = range(6)
+STATUS_NAMES = ("warming_up", "dry", "flooded", "reference_water", "excluded", "unseen")
 
 
 # one cell's state, packed in one float64 vector (the consumer keeps it as a row of its
@@ -164,10 +165,13 @@ def _status(ready: np.ndarray, reference: np.ndarray, bright: np.ndarray,
 
 
 def step(state: FloodState, cells: np.ndarray, orbit: int | np.ndarray, vv_db: np.ndarray,
-         vh_db: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+         vh_db: np.ndarray, groups: np.ndarray | None = None,
+         prior: float | np.ndarray = PRIOR) -> tuple[np.ndarray, np.ndarray]:
     """Apply one observation to each of ``cells`` (distinct); returns (status, flood
     probability). ``orbit``: the relative orbit, one for all or one per cell; ``groups``: which
-    cells judge a darkened scene together (an area's cells in one acquisition; default all)."""
+    cells judge a darkened scene together (an area's cells in one acquisition; default all);
+    ``prior``: the prior probability of flood, one or per cell (weather-satellite evidence
+    raises it: models/flood_geo.py)."""
     cells = np.asarray(cells)
     orbit = np.broadcast_to(np.asarray(orbit, np.float64), cells.shape)
     groups = np.zeros(len(cells), np.int64) if groups is None else np.asarray(groups)
@@ -178,7 +182,8 @@ def step(state: FloodState, cells: np.ndarray, orbit: int | np.ndarray, vv_db: n
     x = np.column_stack([vv_db, vh_db]).astype(np.float64)
     water = _log_normal_pdf(x, np.array([WATER_VV_DB, WATER_VH_DB]), WATER_SIGMA_DB).sum(1)
     normal = _log_normal_pdf(x, mean, sigma).sum(1)
-    log_odds = np.log(PRIOR / (1 - PRIOR)) + water - normal
+    prior = np.asarray(prior, np.float64)
+    log_odds = np.log(prior / (1 - prior)) + water - normal
     p = 1.0 / (1.0 + np.exp(-np.clip(log_odds, -50, 50)))
     ready = count >= WARMUP
     reference = ready & (mean[:, 0] <= WATER_LIKE_DB)
@@ -238,9 +243,14 @@ class EventRule:
 
 # an area's event state, packed in one float64 vector (a row of the consumer's area table):
 # whether an event is open, the time of the observation that opened it (unix seconds), the
-# flooded km² its last message reported, and the observations below the rule since
-EVENT_WIDTH = 4
-OPEN, OPENED_AT, REPORTED_KM2, BELOW = range(EVENT_WIDTH)
+# flooded km² its last message reported, the observations below the rule since, whether it
+# waits for confirmation (opened by weather satellites alone), which kinds of evidence saw it
+# (bits of SOURCE_BITS), and the time of the last radar or optical verdict and of the last
+# weather-satellite one (each kind arrives in its own order: S1 hours late, GOES in minutes)
+EVENT_WIDTH = 8
+OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY, LAST_FINE, LAST_GEO = range(EVENT_WIDTH)
+RADAR, OPTICAL, GEOSTATIONARY = "radar", "optical", "geostationary"
+SOURCE_BITS = {RADAR: 1, OPTICAL: 2, GEOSTATIONARY: 4}
 
 
 def iso_time(unix_seconds: float) -> str:
@@ -252,38 +262,79 @@ def event_id(area_id: str, opened_at: float) -> str:
     return hashlib.sha256(f"{area_id}|{iso_time(opened_at)}".encode()).hexdigest()[:32]
 
 
+def already_seen(event: np.ndarray, evidence: str, observed_at: float) -> bool:
+    """Whether the area's verdict of this kind of evidence at this time already counted (a
+    retried wave, a replay)."""
+    return bool(event[LAST_GEO if evidence == GEOSTATIONARY else LAST_FINE] >= observed_at)
+
+
 def observe_area(event: np.ndarray, area_id: str, observed_at: float, status: np.ndarray,
-                 p: np.ndarray, cell_km2: float, rule: EventRule = EventRule()
+                 p: np.ndarray, cell_km2: float | np.ndarray, rule: EventRule = EventRule(),
+                 evidence: str = RADAR, share: np.ndarray | None = None
                  ) -> dict[str, Any] | None:
-    """The message (``flood.opened``, ``flood.updated``, ``flood.closed``) that one observation
-    of an area's cells gives, if any; updates the area's packed ``event`` state in place.
-    ``observed_at``: the acquisition time (unix seconds), which also makes the event id."""
+    """The message that one observation of an area's cells gives, if any; updates the area's
+    packed ``event`` state in place. ``observed_at``: the acquisition time (unix seconds),
+    which also makes the event id; ``cell_km2``: each cell's km² in the area; ``share``: the
+    flooded share of each cell (coarse cells), 1 when None.
+
+    Radar and optical verdicts open, update and close events (``flood.opened``,
+    ``flood.updated``, ``flood.closed``). A weather-satellite verdict opens an event flagged
+    ``confirmed: false``; the next radar or optical verdict confirms it (``flood.confirmed``)
+    or withdraws it (``flood.withdrawn``); until then weather satellites update and close it.
+    Once confirmed, the 40 m evidence alone reports the extent and closes it."""
+    geo = evidence == GEOSTATIONARY
+    event[LAST_GEO if geo else LAST_FINE] = observed_at
     observable = np.isin(status, (DRY, FLOODED))
     flooded = status == FLOODED
-    km2 = float(flooded.sum() * cell_km2)
-    share = float(flooded.sum() / max(1, observable.sum()))
-    above = km2 >= rule.min_km2 and share >= rule.min_share
-    body = {"area_id": area_id, "observed_at": iso_time(observed_at),
-            "flooded_km2": round(km2, 4),
-            "observable_km2": round(float(observable.sum() * cell_km2), 4),
-            "mean_likelihood": round(float(p[flooded].mean()) if flooded.any() else 0.0, 4)}
+    km2 = np.broadcast_to(np.asarray(cell_km2, np.float64), status.shape)
+    flooded_km2 = float((km2 * (1.0 if share is None else share))[flooded].sum())
+    observable_km2 = float(km2[observable].sum())
+    above = flooded_km2 >= rule.min_km2 and flooded_km2 >= rule.min_share * observable_km2
+    bit = SOURCE_BITS[evidence]
+
+    def message(kind: str, opened_at: float) -> dict[str, Any]:
+        seen_by = int(event[SEEN_BY]) | (bit if above else 0)
+        return {"kind": kind, "event_id": event_id(area_id, opened_at), "area_id": area_id,
+                "observed_at": iso_time(observed_at), "flooded_km2": round(flooded_km2, 4),
+                "observable_km2": round(observable_km2, 4),
+                "mean_likelihood": round(float(p[flooded].mean()) if flooded.any() else 0.0, 4),
+                "evidence": evidence,
+                "seen_by": [name for name, b in SOURCE_BITS.items() if seen_by & b],
+                "confirmed": not event[PENDING]}
+
     if not event[OPEN]:
         if not above:
             return None
-        event[:] = (1.0, observed_at, km2, 0.0)
-        return {"kind": "flood.opened", "event_id": event_id(area_id, observed_at), **body}
-    opened = event_id(area_id, float(event[OPENED_AT]))
+        event[[OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY]] = (
+            1.0, observed_at, flooded_km2, 0.0, float(geo), bit)
+        return message("flood.opened", observed_at)
+    opened_at = float(event[OPENED_AT])
+    if event[PENDING] and not geo:
+        if above:
+            event[[PENDING, REPORTED_KM2, BELOW]] = (0.0, flooded_km2, 0.0)
+            event[SEEN_BY] = int(event[SEEN_BY]) | bit
+            return message("flood.confirmed", opened_at)
+        if observed_at < opened_at:
+            return None   # a pass older than what opened it says nothing of it
+        found = message("flood.withdrawn", opened_at)
+        event[[OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY]] = 0.0
+        return found
+    if above:
+        event[SEEN_BY] = int(event[SEEN_BY]) | bit
+    if geo and not event[PENDING]:
+        return None       # confirmed: the 40 m evidence reports and closes it
     if not above:
         event[BELOW] += 1
         if event[BELOW] < rule.close_after:
             return None
-        event[:] = (0.0, 0.0, 0.0, 0.0)
-        return {"kind": "flood.closed", "event_id": opened, **body}
+        found = message("flood.closed", opened_at)
+        event[[OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY]] = 0.0
+        return found
     event[BELOW] = 0
-    if abs(km2 - event[REPORTED_KM2]) <= rule.update_change * event[REPORTED_KM2]:
+    if abs(flooded_km2 - event[REPORTED_KM2]) <= rule.update_change * event[REPORTED_KM2]:
         return None
-    event[REPORTED_KM2] = km2
-    return {"kind": "flood.updated", "event_id": opened, **body}
+    event[REPORTED_KM2] = flooded_km2
+    return message("flood.updated", opened_at)
 
 
 class AreaEvents:
@@ -295,7 +346,9 @@ class AreaEvents:
         self.events: dict[str, np.ndarray] = {}
 
     def observe(self, area_id: str, observed_at: float, status: np.ndarray, p: np.ndarray,
-                cell_km2: float) -> list[dict[str, Any]]:
+                cell_km2: float | np.ndarray, evidence: str = RADAR,
+                share: np.ndarray | None = None) -> list[dict[str, Any]]:
         event = self.events.setdefault(area_id, np.zeros(EVENT_WIDTH))
-        message = observe_area(event, area_id, observed_at, status, p, cell_km2, self.rule)
+        message = observe_area(event, area_id, observed_at, status, p, cell_km2, self.rule,
+                               evidence, share)
         return [] if message is None else [message]

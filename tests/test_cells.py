@@ -67,10 +67,13 @@ def test_areas_import_stores_the_grid_and_cells_and_a_new_size_replaces_them(tmp
     store = Store(f"sqlite:///{tmp_path / 'eowatch.db'}")
     grid, count = store.area_cells("town")
     assert count == 16 and grid["size"] == 100 and grid["epsg"] == EPSG
+    # each 400 m square lies in one 2 km cell of its coarse grid, counted apart
+    assert grid["coarse"]["size"] == 2000 and grid["coarse"]["fine_cells"] == [[16]]
     registry = TargetRegistry(store.cell_columns)
-    assert len(registry.index) == 32
-    assert registry.lookup(np.array(["town/0-0", "nowhere/0-0"], dtype=object))[1] == -1
+    assert len(registry.index) == 32 + 2
+    assert registry.lookup(np.array(["town/0-0", "town#geo/0-0", "nowhere/0-0"],
+                                    dtype=object)).tolist()[1:] == [33, -1]
     assert main(["areas", "import", str(path), "--id-field", "code", "--cell-size", "50",
                  *env]) == 0
-    assert store.area_cells("town")[1] == 64 and len(store.cell_columns()[0]) == 128
+    assert store.area_cells("town")[1] == 64 and len(store.cell_columns()[0]) == 128 + 2
     store.close()

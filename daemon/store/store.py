@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from eowatch.cells import COARSE
 from eowatch.errors import EowatchError
 
 from .tables import (
@@ -171,12 +172,13 @@ class Store(WebhookStore):
         return [r[0] for r in rows], [r[1] for r in rows], [None] * len(rows)
 
     def area_cells(self, area_id: str) -> tuple[dict[str, Any] | None, int]:
-        """An area's grid definition and its number of cells."""
+        """An area's grid definition and its number of cells (of its fine grid)."""
         with self.engine.connect() as conn:
             grid = conn.execute(sa.select(AREAS.c.grid).where(AREAS.c.id == area_id)
                                 ).scalar_one_or_none()
             count = conn.execute(sa.select(sa.func.count()).select_from(CELLS)
-                                 .where(CELLS.c.area_id == area_id)).scalar_one()
+                                 .where(CELLS.c.area_id == area_id, _fine_cells())
+                                 ).scalar_one()
         return (json.loads(grid) if grid else None), int(count)
 
     def _fetch_all(self, statement: sa.Select) -> list[tuple]:
@@ -455,14 +457,15 @@ class Store(WebhookStore):
 
     def area_states(self, model: str, area_id: str
                     ) -> tuple[list[str], list[int], list[int], list[bytes | None]]:
-        """(cell ids, rows, cols, checkpointed state or None) of an area's cells under
-        ``model``."""
+        """(cell ids, rows, cols, checkpointed state or None) of an area's cells (its fine
+        grid's) under ``model``."""
         state = TARGET_STATE
         rows = self._fetch_all(
             sa.select(CELLS.c.id, CELLS.c.row, CELLS.c.col, state.c.data)
             .select_from(CELLS.outerjoin(state, sa.and_(state.c.target_id == CELLS.c.id,
                                                         state.c.model == model)))
-            .where(CELLS.c.area_id == area_id).order_by(CELLS.c.row, CELLS.c.col))
+            .where(CELLS.c.area_id == area_id, _fine_cells())
+            .order_by(CELLS.c.row, CELLS.c.col))
         if not rows:
             return [], [], [], []
         ids, r, c, data = zip(*rows, strict=True)
@@ -473,3 +476,8 @@ class Store(WebhookStore):
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(table.c.reason, sa.func.count()).group_by(table.c.reason))
             return {reason: int(n) for reason, n in rows}
+
+
+def _fine_cells() -> sa.ColumnElement[bool]:
+    """Cells of areas' fine grids, not of their coarse grids (eowatch.cells.COARSE)."""
+    return ~CELLS.c.id.contains(f"{COARSE}/", autoescape=True)

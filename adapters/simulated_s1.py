@@ -46,6 +46,46 @@ UTM_30N = 32630
 ORIGIN = (600_000.0, 5_330_000.0)  # north-west corner of the first area, UTM 30N (Rennes)
 
 
+def area_id(k: int) -> str:
+    return f"sim-floodplain-{k}"
+
+
+def simulated_areas(n_areas: int, seed: int, floods: tuple[Flood, ...]
+                    ) -> tuple[list[AreaSimulator], list[CellGrid]]:
+    """The simulated floodplains and their grids: the simulator's rows and columns, cell for
+    cell, side by side east of Rennes."""
+    simulators = [AreaSimulator(floods=floods, seed=seed * 100 + k) for k in range(n_areas)]
+    grids = [CellGrid(area_id(k), UTM_30N, CELL_METRES,
+                      ORIGIN[0] + k * (sim.cols + 10) * CELL_METRES, ORIGIN[1],
+                      np.ones((sim.rows, sim.cols), bool))
+             for k, sim in enumerate(simulators)]
+    return simulators, grids
+
+
+def area_rows(grids: list[CellGrid]) -> list[tuple[dict, CellGrid]]:
+    """Registry rows of the areas: their outline in WGS84 (a hair inside the grid, so an
+    import of it gives the same cells) and their grids."""
+    rows = []
+    for grid in grids:
+        rows_, cols = grid.inside.shape
+        box = shapely.box(grid.x0 + 1, grid.y1 - rows_ * CELL_METRES + 1,
+                          grid.x0 + cols * CELL_METRES - 1, grid.y1 - 1)
+        outline = reproject(box, grid.epsg, 4326)
+        rows.append(({"id": grid.area_id, "name": "simulated floodplain",
+                      "geometry": json.dumps(shapely.geometry.mapping(outline)),
+                      "source": FEED}, grid))
+    return rows
+
+
+def register_areas(host: FeedHost, grids: list[CellGrid], shards: int) -> None:
+    """Register the simulated areas with their cells, unless they already are."""
+    known = {a["id"]: a["grid"] for a in host.areas()}
+    for row, grid in area_rows(grids):
+        definition, cells = area_cell_rows(grid, shards)
+        if known.get(row["id"]) != definition:
+            host.upsert_area(row, definition, cells)
+
+
 class SimulatedRadarFeed(Feed):
     name = FEED
     band_names = BANDS
@@ -58,39 +98,12 @@ class SimulatedRadarFeed(Feed):
         self.host, self.shards, self.days_per_second = host, shards, days_per_second
         self.start_year, self.years, self.interval_seconds = start_year, years, interval_seconds
         self.clock = clock
-        self.simulators = [AreaSimulator(floods=floods, seed=seed * 100 + k)
-                           for k in range(n_areas)]
-        self.grids = [self._grid(k, sim) for k, sim in enumerate(self.simulators)]
+        self.simulators, self.grids = simulated_areas(n_areas, seed, floods)
         self.cursor = host.cursor(FEED) or {"year": 0, "event": 0}
         events = self._events(self.cursor["year"])
         self.sim_day = (events[self.cursor["event"]][0] if self.cursor["event"] < len(events)
                         else SEASON_DAYS * (self.cursor["year"] + 1))
         self._last_poll: float | None = None
-
-    @staticmethod
-    def area_id(k: int) -> str:
-        return f"sim-floodplain-{k}"
-
-    def _grid(self, k: int, sim: AreaSimulator) -> CellGrid:
-        """The area's grid: the simulator's rows and columns, cell for cell."""
-        x0 = ORIGIN[0] + k * (sim.cols + 10) * CELL_METRES
-        y1 = ORIGIN[1]
-        inside = np.ones((sim.rows, sim.cols), bool)
-        return CellGrid(self.area_id(k), UTM_30N, CELL_METRES, x0, y1, inside)
-
-    def area_rows(self) -> list[tuple[dict, CellGrid]]:
-        """Registry rows of the areas: their outline in WGS84 (a hair inside the grid, so an
-        import of it gives the same cells) and their grids."""
-        rows = []
-        for grid in self.grids:
-            rows_, cols = grid.inside.shape
-            box = shapely.box(grid.x0 + 1, grid.y1 - rows_ * CELL_METRES + 1,
-                              grid.x0 + cols * CELL_METRES - 1, grid.y1 - 1)
-            outline = reproject(box, grid.epsg, 4326)
-            rows.append(({"id": grid.area_id, "name": "simulated floodplain",
-                          "geometry": json.dumps(shapely.geometry.mapping(outline)),
-                          "source": FEED}, grid))
-        return rows
 
     def _events(self, year: int) -> list[tuple[float, int]]:
         """(day since the start, orbit) of the year's acquisitions, in time order."""
@@ -142,10 +155,9 @@ class SimulatedRadarFeed(Feed):
         return len(chunks)
 
 
-class SimulatedRadarSettings(FeedSettings):
-    """Settings of the simulated radar feed: EOWATCH_SIMS1_<NAME>, or sims1_<name> in TOML."""
-
-    model_config = SettingsConfigDict(env_prefix="EOWATCH_SIMS1_", frozen=True, extra="forbid")
+class SimulatedWorldSettings(FeedSettings):
+    """The simulated floodplains and their floods: the radar and the weather-satellite feeds
+    simulate the same world when these agree (their defaults do)."""
 
     areas: int = Field(1, ge=1, le=50, description="floodplains simulated (60 x 80 cells each)")
     seed: int = Field(0, description="seed of the simulator")
@@ -160,18 +172,22 @@ class SimulatedRadarSettings(FeedSettings):
                                      description="how far from the river floods reach, in cells")
     poll_seconds: float = Field(1.0, gt=0, description="interval between polls")
 
+    def floods(self) -> tuple[Flood, ...]:
+        return tuple(Flood(day, self.flood_duration_days, self.flood_reach_cells)
+                     for day in self.flood_days)
+
+
+class SimulatedRadarSettings(SimulatedWorldSettings):
+    """Settings of the simulated radar feed: EOWATCH_SIMS1_<NAME>, or sims1_<name> in TOML."""
+
+    model_config = SettingsConfigDict(env_prefix="EOWATCH_SIMS1_", frozen=True, extra="forbid")
+
 
 def _build(settings: SimulatedRadarSettings, context: FeedContext) -> SimulatedRadarFeed:
-    floods = tuple(Flood(day, settings.flood_duration_days, settings.flood_reach_cells)
-                   for day in settings.flood_days)
     feed = SimulatedRadarFeed(context.host, settings.areas, settings.seed, context.shards,
                               settings.days_per_second, settings.start_year, settings.years,
-                              floods, settings.poll_seconds)
-    known = {a["id"]: a["grid"] for a in context.host.areas()}
-    for row, grid in feed.area_rows():
-        definition, cells = area_cell_rows(grid, context.shards)
-        if known.get(row["id"]) != definition:
-            context.host.upsert_area(row, definition, cells)
+                              settings.floods(), settings.poll_seconds)
+    register_areas(context.host, feed.grids, context.shards)
     return feed
 
 

@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,113 @@ def processor_speed(areas: int, seconds: float = 3.0) -> tuple[float, int]:
     return stepped / spent, len(ids)
 
 
+class Collect:
+    """What the simulated feeds need of the daemon here: publications are kept in a list."""
+
+    def __init__(self) -> None:
+        self.published: list[list] = []
+
+    def cursor(self, feed):  # noqa: ANN001, ANN201
+        return None
+
+    def publish(self, feed, chunks, cursor) -> None:  # noqa: ANN001
+        self.published.append(chunks)
+
+
+S1_LATENCY_H, GEO_LATENCY_H = 3.0, 0.25   # from acquisition to the chunk on the bus
+
+
+def fusion_run(floods: tuple[Flood, ...], seed: int, geostationary: bool,
+               interval_minutes: float = 60.0) -> dict[str, float]:
+    """Two years of one simulated floodplain (the first to learn, floods in the second) through
+    the daemon's flood processor: radar alone, or radar and weather-satellite scenes, each
+    chunk processed when it would reach the bus. Returns hours from each flood's onset to its
+    event, and the events that no flood justifies."""
+    from eowatch.adapters.simulated_geo import SimulatedGeoFeed
+    from eowatch.adapters.simulated_s1 import SimulatedRadarFeed
+    from eowatch.cells import area_cell_rows
+    from eowatch.daemon.areas import AreaProcessor
+    from eowatch.daemon.bus.base import Record
+    from eowatch.daemon.metrics import Metrics
+    from eowatch.daemon.outcomes import BatchOutput
+    from eowatch.daemon.registry import TargetRegistry
+
+    # the onset at a random phase of the radar's 4-day cycle of passes (3 orbits, 12 days)
+    shift = 365 + np.random.default_rng([seed, 3]).uniform(0, 4)
+    floods = tuple(Flood(f.start_day + shift, f.duration_days, f.reach_cells) for f in floods)
+    radar_host, geo_host = Collect(), Collect()
+    radar = SimulatedRadarFeed(radar_host, 1, seed, 64, 1e6, 2025, 2, floods,
+                               clock=lambda: 0.0)
+    radar.poll()
+    arrivals = [(c[0].acquired_at.timestamp() + S1_LATENCY_H * 3600, c)
+                for c in radar_host.published]
+    if geostationary:
+        geo = SimulatedGeoFeed(geo_host, 1, seed, 64, 1e6, 2025, 2, floods, interval_minutes,
+                               clock=lambda: 0.0)
+        geo.poll()
+        arrivals += [(c[0].acquired_at.timestamp() + GEO_LATENCY_H * 3600, c)
+                     for c in geo_host.published]
+    arrivals.sort(key=lambda a: a[0])
+    definition, rows = area_cell_rows(radar.grids[0], 64)
+    registry = TargetRegistry(lambda: ([r["id"] for r in rows], [r["shard"] for r in rows],
+                                       [None] * len(rows)))
+    area = radar.grids[0]
+    processor = AreaProcessor(registry, Metrics(), 0.5,
+                              lambda _: (definition, area.count))
+    alerts = []
+    for k, (_, chunks) in enumerate(arrivals):
+        out = BatchOutput()
+        processor.process([(Record("t", 0, k, None, b""), c) for c in chunks], out)
+        alerts += out.alerts
+    start = radar.acquired_at(0).replace(hour=0, minute=0)
+    onsets = [(start.timestamp() + f.start_day * 86400,
+               start.timestamp() + (f.start_day + f.duration_days) * 86400) for f in floods]
+    opened = {a["event_id"]: a for a in alerts if a["kind"] == "flood.opened"}
+    ends = {a["event_id"]: a for a in alerts
+            if a["kind"] in ("flood.closed", "flood.withdrawn")}
+    learnt = start.timestamp() + 90 * 86400   # both models past their warm-up
+    area_years = (730 - 90) / 365
+
+    def at(alert: dict) -> float:
+        return datetime.fromisoformat(alert["observed_at"]).timestamp()
+
+    delays, false_events, withdrawn = [], 0, 0
+    for begin, end in onsets:
+        found = [at(a) - begin for a in opened.values() if begin - 3600 <= at(a) <= end]
+        delays.append(min(found, default=np.inf) / 3600)
+    for event, alert in opened.items():
+        t = at(alert)
+        if t < learnt:
+            continue
+        if not any(begin - 3600 <= t <= end for begin, end in onsets):
+            false_events += 1
+        if event in ends and ends[event]["kind"] == "flood.withdrawn":
+            withdrawn += 1
+    confirmed = [a for a in alerts if a["kind"] == "flood.confirmed"]
+    return {"delay_h": max(delays, default=0.0), "false_events": false_events / area_years,
+            "withdrawn": withdrawn / area_years, "confirmed": len(confirmed),
+            "geo_opened": sum(a["evidence"] == "geostationary" for a in opened.values()
+                              if at(a) >= learnt)}
+
+
+def fusion(seeds: int) -> None:
+    rows = []
+    for name, floods in SCENARIOS.items():
+        for geostationary in (False, True):
+            results = [fusion_run(floods, seed, geostationary) for seed in range(seeds)]
+            delays = [r["delay_h"] for r in results]
+            rows.append([name, "S1 + geostationary" if geostationary else "S1 alone",
+                         f"{np.median(delays):.1f}" if floods else "—",
+                         f"{max(delays):.1f}" if floods else "—",
+                         f"{np.mean([r['geo_opened'] for r in results]):.2f}",
+                         f"{np.mean([r['confirmed'] for r in results]):.2f}",
+                         f"{np.mean([r['withdrawn'] for r in results]):.2f}",
+                         f"{np.mean([r['false_events'] for r in results]):.2f}"])
+    print_table(["scenario", "evidence", "hours to open (median)", "(max)",
+                 "opened by geostationary", "confirmed", "withdrawn",
+                 "false events / area-year"], rows)
+
+
 def grd_speed(km2: float = 100.0) -> float:
     """Seconds to turn one GRD scene into the cell observations of ``km2`` of areas."""
     import tempfile
@@ -240,9 +348,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--speed-only", action="store_true", help="skip the scenarios")
+    parser.add_argument("--fusion-only", action="store_true",
+                        help="only Sentinel-1 alone against Sentinel-1 with geostationary scenes")
     args = parser.parse_args()
     if args.speed_only:
         speed()
+        return
+    if args.fusion_only:
+        fusion(args.seeds)
         return
     rows = []
     for name, floods in SCENARIOS.items():
@@ -257,6 +370,8 @@ def main() -> None:
                      f"{false_events:.2f}", f"{mean['cells_per_s']:,.0f}"])
     print_table(["scenario", "CSI", "user's", "producer's", "Otsu CSI",
                  "days to open (max)", "false events / area-year", "cells/s"], rows)
+    print()
+    fusion(args.seeds)
     print()
     speed()
 

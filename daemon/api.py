@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eowatch import __version__
+from eowatch.models import flood
 from eowatch.models.artifact import ModelMetadata
 
 from .area_view import AreaCells
@@ -91,7 +92,8 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
     @app.get("/alerts", dependencies=reader,
              summary="Flood alerts, oldest observation first, paged")
     def alerts(area: str | None = None,
-               kind: Literal["flood.opened", "flood.updated", "flood.closed"] | None = None,
+               kind: Literal["flood.opened", "flood.updated", "flood.confirmed",
+                             "flood.withdrawn", "flood.closed"] | None = None,
                since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
                offset: int = Query(0, ge=0)) -> dict[str, Any]:
         aware("since", since)
@@ -112,7 +114,7 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
     def area(area_id: str) -> dict[str, Any]:
         row, cells = area_cells(area_id)
         latest = store.list_alerts(area=area_id, limit=1, newest_first=True).items
-        event = latest[0] if latest and latest[0]["kind"] != "flood.closed" else None
+        event = latest[0] if latest and latest[0]["kind"] not in flood.ENDED else None
         return {"id": area_id, "name": row["name"], "source": row["source"],
                 "geometry": json.loads(row["geometry"]), **cells.summary(),
                 "open_event": None if event is None else {

@@ -44,7 +44,8 @@ PLACE_WIDTH = 5         # AreaProcessor.cell_place's columns
 # what the processor reads: a radar observation fills the first four columns, an optical one
 # the next two, a weather-satellite one (of a coarse cell) the last seven, the others NaN
 # (feeds publish one set: flood.BANDS, flood.OPTICAL_BANDS or flood_geo.GEO_BANDS)
-CELL_BANDS = flood.BANDS + flood.OPTICAL_BANDS + flood_geo.GEO_BANDS
+FEED_BANDS = (flood.BANDS, flood.OPTICAL_BANDS, flood_geo.GEO_BANDS)
+CELL_BANDS = tuple(b for bands in FEED_BANDS for b in bands)
 RADAR = [CELL_BANDS.index(b) for b in ("VV", "VH", "orbit")]   # incidence may be unknown
 OPTICAL = [CELL_BANDS.index(b) for b in flood.OPTICAL_BANDS]
 GEO = [CELL_BANDS.index(b) for b in ("clear", "solar_zenith", "sensor")]  # index: NaN if cloudy
@@ -71,7 +72,7 @@ def evidence_of(values: np.ndarray) -> str:
 def unify(chunk: ObservationChunk) -> ObservationChunk:
     """A radar, optical or weather-satellite chunk with its values in CELL_BANDS columns
     (others NaN); any other chunk as it is (the band check refuses it)."""
-    for bands in (flood.BANDS, flood.OPTICAL_BANDS, flood_geo.GEO_BANDS):
+    for bands in FEED_BANDS:
         if chunk.band_names == bands:
             values = np.full((len(chunk.values), len(CELL_BANDS)), np.nan, np.float32)
             values[:, [CELL_BANDS.index(b) for b in bands]] = chunk.values
@@ -279,8 +280,9 @@ class AreaProcessor(Processor):
 
     def conclude(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
         """One verdict per area and acquisition: the area's event opens, updates, closes, is
-        confirmed or withdrawn. An optical or weather-satellite acquisition gives one only when
-        it saw enough of the area clear."""
+        confirmed or withdrawn. An optical or weather-satellite acquisition that saw less than
+        ``flood.MIN_COVER`` of the area clear may only open an event: the water it saw is news,
+        the clouds say nothing of a flood's end or extent."""
         status = self.table.outputs[rows, STATUS].astype(np.int64)
         p = self.table.outputs[rows, P_FLOOD].astype(np.float64)
         groups, place = self.groups(rows, batch)
@@ -298,20 +300,20 @@ class AreaProcessor(Processor):
                     continue
                 counts = np.asarray(grid["coarse"]["fine_cells"])
                 cell_km2 = counts[place[members, 1], place[members, 2]] * fine_km2
-                seen = status[members] != flood.UNSEEN
-                if cell_km2[seen].sum() < flood_geo.MIN_COVER * cells * fine_km2:
-                    continue  # clouds or night over most of the area
+                seen_km2 = cell_km2[status[members] != flood.UNSEEN].sum()
                 share: np.ndarray | None = p[members]
-            else:
-                if evidence == flood.OPTICAL and len(members) < flood.OPTICAL_MIN_COVER * cells:
-                    continue  # mostly clouds: what the clear cells show stays in the cells
+            else:   # optical feeds publish the clear cells only
                 cell_km2, share = np.full(len(members), fine_km2), None
+                seen_km2 = len(members) * fine_km2 if evidence == flood.OPTICAL else np.inf
             is_flooded = status[members] == flood.FLOODED
             row = self.areas.add(np.array([area], dtype=object), batch.shards[[first]])[0]
             event = self.areas.state[row].numpy()  # a view: observe_area writes through it
             at = float(batch.time[first])
             if flood.already_seen(event, evidence, at):
                 continue  # this acquisition already counted (a retried wave)
+            if seen_km2 < flood.MIN_COVER * cells * fine_km2 and (
+                    event[flood.OPEN] or not is_flooded.any()):
+                continue  # clouds or night over most of the area: only water seen is news
             message = flood.observe_area(event, area, at, status[members], p[members],
                                          cell_km2, self.rule, evidence, share)
             self.areas.last_time[row] = max(self.areas.last_time[row], at)

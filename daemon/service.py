@@ -17,13 +17,12 @@ from eowatch import __version__
 from eowatch.contract.feeds import Feed, FeedContext
 from eowatch.contract.registry import check_config_keys, feed_spec, load_feed_settings
 from eowatch.errors import EowatchError
-from eowatch.models import flood
 from eowatch.models.artifact import LoadedModel, ModelMetadata, load_artifact
 from eowatch.settings import Settings
 
 from . import scheduler as jobs
 from .api import create_app
-from .areas import AreaProcessor
+from .areas import FEED_BANDS, AreaProcessor
 from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
@@ -111,10 +110,10 @@ def check_feed(feed: Feed, crop: LoadedModel) -> None:
     if feed.targets == "parcels":
         crop.check_bands(feed.name, feed.band_names)
     elif feed.targets == "cells":
-        if tuple(feed.band_names) not in (flood.BANDS, flood.OPTICAL_BANDS):
+        if tuple(feed.band_names) not in FEED_BANDS:
             raise EowatchError(f"feed {feed.name!r} observes cells with bands "
-                               f"{list(feed.band_names)}; the flood model reads "
-                               f"{list(flood.BANDS)} or {list(flood.OPTICAL_BANDS)}")
+                               f"{list(feed.band_names)}; the flood model reads one of "
+                               f"{' or '.join(str(list(b)) for b in FEED_BANDS)}")
     else:
         raise EowatchError(f"feed {feed.name!r} observes {feed.targets!r}; this daemon runs "
                            "state models for parcels and cells")

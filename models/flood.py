@@ -70,7 +70,8 @@ SCENE_DROP_DB = 2.0        # median drop of the bright cells that marks a darken
 SCENE_MIN_CELLS = 10       # bright cells needed to judge the scene
 MNDWI_WATER = 0.0          # Xu (2006): open water has MNDWI > 0
 MNDWI_WIDTH = 0.1          # logistic width of the optical flood probability around it
-OPTICAL_MIN_COVER = 0.5    # clear share of an area's cells an optical verdict needs
+MIN_COVER = 0.5            # clear share of an area an optical or weather-satellite verdict
+                           # needs, unless it opens an event
 
 # status of a cell after an observation (unseen: a coarse cell a weather-satellite scene could
 # not use, models/flood_geo.py)
@@ -250,6 +251,9 @@ class EventRule:
 EVENT_WIDTH = 8
 OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY, LAST_FINE, LAST_GEO = range(EVENT_WIDTH)
 RADAR, OPTICAL, GEOSTATIONARY = "radar", "optical", "geostationary"
+ALERT_KINDS = ("flood.opened", "flood.updated", "flood.confirmed", "flood.withdrawn",
+               "flood.closed")
+ENDED = ("flood.closed", "flood.withdrawn")   # the kinds that end an event
 SOURCE_BITS = {RADAR: 1, OPTICAL: 2, GEOSTATIONARY: 4}
 
 
@@ -280,9 +284,14 @@ def observe_area(event: np.ndarray, area_id: str, observed_at: float, status: np
     Radar and optical verdicts open, update and close events (``flood.opened``,
     ``flood.updated``, ``flood.closed``). A weather-satellite verdict opens an event flagged
     ``confirmed: false``; the next radar or optical verdict confirms it (``flood.confirmed``)
-    or withdraws it (``flood.withdrawn``); until then weather satellites update and close it.
-    Once confirmed, the 40 m evidence alone reports the extent and closes it."""
+    or withdraws it (``flood.withdrawn``); until then weather satellites update it, and withdraw
+    it when they no longer see it.
+    Once confirmed, the 40 m evidence alone reports the extent and closes it. A
+    weather-satellite scene older than the last radar or optical verdict changes no event."""
     geo = evidence == GEOSTATIONARY
+    if geo and observed_at < event[LAST_FINE]:
+        event[LAST_GEO] = observed_at
+        return None   # a 40 m verdict since says more than this scene of its past
     event[LAST_GEO if geo else LAST_FINE] = observed_at
     observable = np.isin(status, (DRY, FLOODED))
     flooded = status == FLOODED
@@ -327,7 +336,8 @@ def observe_area(event: np.ndarray, area_id: str, observed_at: float, status: np
         event[BELOW] += 1
         if event[BELOW] < rule.close_after:
             return None
-        found = message("flood.closed", opened_at)
+        # an event nothing at 40 m ever confirmed ends withdrawn, not closed
+        found = message("flood.withdrawn" if event[PENDING] else "flood.closed", opened_at)
         event[[OPEN, OPENED_AT, REPORTED_KM2, BELOW, PENDING, SEEN_BY]] = 0.0
         return found
     event[BELOW] = 0

@@ -19,8 +19,10 @@ for a cell when at least ``MIN_CLEAR`` of its pixels are clear and the sun is at
 A cell's flooded share is the linear unmixing of its index between its normal mean μ and open
 water: ``f = (x − μ) / (W − μ)``, clipped to [0, 1]. A cell turns flooded when the index rose
 at least ``Z_OPEN`` standard deviations (σ at least ``SIGMA_FLOOR``) with f ≥ ``F_OPEN`` on
-``PERSIST`` usable scenes in a row (cloud edges and thin cirrus raise a red/SWIR index too: one
-scene is not enough), and stays flooded while the rise is at least ``Z_STAY`` σ.
+every usable scene over at least ``PERSIST_HOURS`` (cloud edges and thin cirrus the cloud mask
+missed raise a red/SWIR index too, for an hour or a few: one scene is not enough; the test is in
+hours, not scenes, so that it means the same at any scan cadence), and stays flooded while the
+rise is at least ``Z_STAY`` σ.
 
 How a 2 km observation informs a 40 m cell: f is the probability that a 40 m cell drawn at
 random under the coarse cell is flooded. While the coarse cell is flooded and its last usable
@@ -56,19 +58,19 @@ MIN_CLEAR = 0.6            # clear share of a cell's pixels a usable scene needs
 MAX_SOLAR_ZENITH = 80.0    # degrees; the feeds publish nothing beyond 85 (night)
 Z_OPEN, Z_STAY = 4.0, 2.0  # rise of the index in σ that floods a cell, that keeps it flooded
 F_OPEN = 0.1               # flooded share that floods a cell
-PERSIST = 2                # usable scenes in a row above the opening rule
+PERSIST_HOURS = 3.0        # how long a rise must last on every usable scene to flood a cell
 PRIOR_HOURS = 72.0         # how long a flooded coarse cell informs the radar under it
-MIN_COVER = 0.5            # usable share of an area (km²) a geostationary verdict needs
 
 
 # a coarse cell's state, in the same packed float64 row as a 40 m cell's (flood.STATE_WIDTH):
 # per sensor slot its code, count, mean and variance of the water index; then the flooded share
-# of the last usable scene, its time (unix seconds), the scenes in a row above the opening rule;
-# and, at the 40 m layout's place, whether the cell is flooded
+# of the last usable scene, its time (unix seconds), the time of the first of the usable scenes
+# in a row above the opening rule (NaN: none); and, at the 40 m layout's place, whether the cell
+# is flooded
 SLOTS = 4
-FRACTION, SEEN_AT, HITS = 4 * SLOTS, 4 * SLOTS + 1, 4 * SLOTS + 2
+FRACTION, SEEN_AT, RISING_SINCE = 4 * SLOTS, 4 * SLOTS + 1, 4 * SLOTS + 2
 FLOODED = 7 * flood.ORBIT_SLOTS
-assert HITS < FLOODED < flood.STATE_WIDTH
+assert RISING_SINCE < FLOODED < flood.STATE_WIDTH
 
 
 @dataclass
@@ -89,7 +91,9 @@ class GeoState:
 
     @staticmethod
     def initial(n: int) -> np.ndarray:
-        return np.zeros((n, flood.STATE_WIDTH))
+        packed = np.zeros((n, flood.STATE_WIDTH))
+        packed[:, RISING_SINCE] = np.nan
+        return packed
 
 
 def sensor_code(name: str) -> int:
@@ -125,6 +129,7 @@ def step(packed: np.ndarray, cells: np.ndarray, sensor: np.ndarray, index: np.nd
     if not usable.any():
         return status, share
     rows, x, code = cells[usable], index[usable].astype(np.float64), code[usable]
+    at = np.asarray(observed_at, np.float64)[usable]
     slot = _slots(state, rows, code)
     count, mean = state.count[rows, slot], state.mean[rows, slot]
     sigma = np.maximum(np.sqrt(state.var[rows, slot]), SIGMA_FLOOR)
@@ -133,9 +138,10 @@ def step(packed: np.ndarray, cells: np.ndarray, sensor: np.ndarray, index: np.nd
     fraction = np.clip((x - mean) / np.maximum(water - mean, 1e-6), 0.0, 1.0)
     ready = count >= WARMUP
     was = packed[rows, FLOODED] > 0
-    hits = np.where(ready & (rise >= Z_OPEN) & (fraction >= F_OPEN), packed[rows, HITS] + 1, 0)
-    flooded = ready & np.where(was, rise >= Z_STAY, hits >= PERSIST)
-    learn = ~flooded & (hits == 0)          # a suspect scene teaches nothing either
+    rising = ready & (rise >= Z_OPEN) & (fraction >= F_OPEN)
+    since = np.where(rising, np.fmin(packed[rows, RISING_SINCE], at), np.nan)
+    flooded = ready & np.where(was, rise >= Z_STAY, at - since >= PERSIST_HOURS * 3600)
+    learn = ~flooded & ~rising              # a suspect scene teaches nothing either
     n = count + 1
     weight = np.where(n <= WARMUP, 1.0 / n, ALPHA)
     delta = x - mean
@@ -144,10 +150,10 @@ def step(packed: np.ndarray, cells: np.ndarray, sensor: np.ndarray, index: np.nd
     state.var[lr, ls] = (1 - weight[learn]) * (state.var[lr, ls]
                                                + weight[learn] * delta[learn] ** 2)
     state.count[lr, ls] = n[learn]
-    packed[rows, HITS] = hits
+    packed[rows, RISING_SINCE] = since
     packed[rows, FLOODED] = flooded
     packed[rows, FRACTION] = np.where(flooded, fraction, 0.0)
-    packed[rows, SEEN_AT] = observed_at[usable]
+    packed[rows, SEEN_AT] = at
     status[usable] = np.where(flooded, flood.FLOODED, np.where(ready, flood.DRY,
                                                                flood.WARMING_UP))
     share[usable] = np.where(flooded, fraction, 0.0)

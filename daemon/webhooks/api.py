@@ -24,7 +24,8 @@ from .matching import KINDS, outbox_row
 from .targets import Resolver, TargetRefused, check, system_resolver
 from .tokens import allows, new_secret, token_hash
 
-Kind = Literal["crop.decision", "flood.opened", "flood.updated", "flood.closed", "webhook.test"]
+Kind = Literal["crop.decision", "flood.opened", "flood.updated", "flood.confirmed",
+               "flood.withdrawn", "flood.closed", "webhook.test"]
 
 
 class SubscriptionIn(BaseModel):

@@ -23,12 +23,14 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
+from eowatch.models import flood
+
 from ..store.store import Store
 from ..store.tables import utcnow
 from .delivery import webhook_payload
 
 log = logging.getLogger(__name__)
-KINDS = ("crop.decision", "flood.opened", "flood.updated", "flood.closed", "webhook.test")
+KINDS = ("crop.decision", *flood.ALERT_KINDS, "webhook.test")
 
 
 def delivery_id(subscription_id: str, event_id: str) -> str:

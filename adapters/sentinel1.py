@@ -53,9 +53,10 @@ from eowatch.geometry import transformer
 from eowatch.models.flood import BANDS
 
 from .cog import Raster, RasterError, gdal_env
+from .item_feed import ItemError, MetadataError
 from .s1_calibration import Calibration, CalibrationError
 from .s1_geolocation import CellMeans, Geolocation, GeolocationError, bin_to_cells, cell_means
-from .stac_feed import ItemError, MetadataError, StacConfig, StacFeed
+from .stac_feed import StacConfig, StacFeed
 from .stac_sources import source_profile
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,9 @@ from eowatch.models.flood import OPTICAL_BANDS
 from eowatch.settings import CommaList
 
 from .cog import Raster, RasterError, gdal_env
+from .item_feed import ItemError, MetadataError
 from .reflectance import OffsetDecision, decide_offset
-from .stac_feed import ItemError, MetadataError, StacConfig, StacFeed
+from .stac_feed import StacConfig, StacFeed
 from .stac_sources import S3Access, source_profile
 from .tiles import ParcelSet, tile_square
 from .zonal import MIN_PIXELS, Membership, membership

@@ -1,18 +1,16 @@
-"""What every STAC-polling feed shares: the search, the cursor, and the poll loop that reads
-new items one at a time, retries those that fail and skips those that keep failing.
+"""What every STAC-polling feed shares: the search (the poll loop, cursor and retries are
+item_feed.py's).
 
 A feed (Sentinel-2, Sentinel-1) says what to search over (``search_area``) and how one item
-becomes chunks (``read``); the loop publishes each item's chunks with the cursor that follows
-it, so the cursor moves only with the bus's acknowledgement.
+becomes chunks (``read``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,28 +21,13 @@ from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from urllib3 import Retry
 
-from eowatch.contract.feeds import Feed, FeedHost, FeedMetrics
-from eowatch.contract.messages import ObservationChunk
+from eowatch.contract.feeds import FeedHost, FeedMetrics
 from eowatch.errors import EowatchError
 
+from .item_feed import ItemFeed, Polling
 from .stac_sources import Source
 
 log = logging.getLogger(__name__)
-
-
-class ItemError(EowatchError, RuntimeError):
-    """An item that cannot be read now (an unreadable or unreachable raster): retried at the
-    next polls, up to the feed's MAX_ATTEMPTS."""
-
-    stage = "read"
-    permanent = False
-
-
-class MetadataError(ItemError):
-    """An item whose metadata cannot be used (no datetime, no projection, no asset for a band):
-    reading it again cannot help, so it is skipped at once, with its reason, in the cursor."""
-
-    permanent = True
 
 
 class SearchError(EowatchError, RuntimeError):
@@ -74,16 +57,6 @@ class StacConfig:
 
     def search(self) -> StacSearch:
         return StacSearch(self.stac_url, self.collection, self.page_size, self.timeout_seconds)
-
-
-@dataclass(frozen=True)
-class Polling:
-    """How a feed walks its collection."""
-
-    start: datetime | None = None           # first acquisition time when there is no cursor
-    lookback: timedelta = timedelta(days=3)  # late-published items within this are still read
-    max_items_per_poll: int = 50
-    max_attempts: int = 5                   # polls that may fail on one item before it is skipped
 
 
 class StacSearch:
@@ -123,110 +96,26 @@ class StacSearch:
                                             i.id))
 
 
-@dataclass
-class Cursor:
-    """Where the feed stands: the newest item read (datetime, id), the items read within the
-    look-back window (late publications are still picked up), failures per item, and the items
-    skipped after too many failures."""
-
-    datetime: datetime | None = None
-    id: str | None = None
-    recent: dict[str, str] = field(default_factory=dict)     # item id -> acquisition time
-    failures: dict[str, int] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, stored: dict[str, Any] | None) -> Cursor:
-        if not stored:
-            return cls()
-        when = stored.get("datetime")
-        return cls(datetime.fromisoformat(when) if when else None, stored.get("id"),
-                   dict(stored.get("recent", {})), dict(stored.get("failures", {})),
-                   list(stored.get("skipped", [])))
-
-    def dump(self) -> dict[str, Any]:
-        return {"datetime": self.datetime.isoformat() if self.datetime else None, "id": self.id,
-                "recent": self.recent, "failures": self.failures, "skipped": self.skipped[-100:]}
-
-    def after(self, item: pystac.Item, lookback: timedelta) -> Cursor:
-        """The cursor once ``item`` is read (or given up on)."""
-        when = item.datetime.astimezone(UTC)  # type: ignore[union-attr]
-        newest = max(self.datetime, when) if self.datetime else when
-        recent = {k: v for k, v in {**self.recent, item.id: when.isoformat()}.items()
-                  if datetime.fromisoformat(v) >= newest - lookback}
-        failures = {k: v for k, v in self.failures.items() if k != item.id}
-        newest_id = item.id if newest == when else self.id
-        return Cursor(newest, newest_id, recent, failures, list(self.skipped))
-
-
-class StacFeed(Feed):
+class StacFeed(ItemFeed):
     """Polls one collection for items over ``search_area`` newer than the cursor and
     publishes what ``read`` makes of each, in time order."""
 
     def __init__(self, host: FeedHost, search: StacSearch, polling: Polling,
                  interval_seconds: float, metrics: FeedMetrics | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.host, self.search, self.polling = host, search, polling
-        self.interval_seconds, self.now = interval_seconds, now
-        self.metrics = metrics or FeedMetrics()
-        self.stopping = threading.Event()
+        super().__init__(host, polling, interval_seconds, metrics, now)
+        self.search = search
 
     @abstractmethod
     def search_area(self) -> dict[str, Any] | None:
         """The GeoJSON geometry to search over; None: nothing registered to observe."""
 
-    @abstractmethod
-    def read(self, item: pystac.Item) -> list[ObservationChunk]:
-        """The chunks of one item (none when it observes nothing); raises ItemError."""
-
     def query(self) -> dict[str, Any] | None:
         """STAC API query extension filters of the search, if any."""
         return None
 
-    def cursor(self) -> Cursor:
-        return Cursor.load(self.host.cursor(self.name))
-
-    def poll(self) -> int:
+    def items(self, since: datetime) -> list[pystac.Item]:
         area = self.search_area()
         if area is None:
-            return 0
-        cursor = self.cursor()
-        since = (cursor.datetime - self.polling.lookback if cursor.datetime
-                 else self.polling.start or self.now() - timedelta(days=30))
-        items = [i for i in self.search.items(area, since, query=self.query())
-                 if i.id not in cursor.recent]
-        published = 0
-        for item in items[:self.polling.max_items_per_poll]:
-            if self.stopping.is_set():
-                break
-            try:
-                chunks = self.read(item)
-            except ItemError as exc:
-                cursor = self._failed(cursor, item, exc)
-                if item.id in cursor.failures:
-                    raise  # retried at the next poll; nothing after it is read before then
-                continue
-            cursor = cursor.after(item, self.polling.lookback)
-            self.host.publish(self.name, chunks, cursor.dump())
-            published += len(chunks)
-        return published
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def _failed(self, cursor: Cursor, item: pystac.Item, exc: ItemError) -> Cursor:
-        attempts = self.polling.max_attempts if exc.permanent else \
-            cursor.failures.get(item.id, 0) + 1
-        self.metrics.feed_items.labels(self.name, "failed").inc()
-        if attempts < self.polling.max_attempts:
-            log.warning("%s: item %s failed (attempt %d of %d): %s", self.name, item.id,
-                        attempts, self.polling.max_attempts, exc)
-            cursor = replace(cursor, failures={**cursor.failures, item.id: attempts})
-        else:
-            log.error("%s: item %s skipped %s: %s", self.name, item.id, "(its metadata cannot "
-                      "be used)" if exc.permanent else f"after {attempts} failed attempts", exc)
-            self.metrics.feed_items.labels(self.name, "skipped").inc()
-            cursor = cursor.after(item, self.polling.lookback)
-            cursor.skipped.append({"id": item.id, "reason": str(exc)})
-        self.host.publish(self.name, [], cursor.dump())
-        return cursor
+            return []
+        return self.search.items(area, since, query=self.query())

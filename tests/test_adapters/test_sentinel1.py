@@ -159,7 +159,7 @@ def test_items_it_cannot_use_are_counted_skipped_and_lose_nothing(server, feed_s
 
 def poll(feed) -> int:
     """A poll as the scheduler runs it: a failing item ends the poll, which is retried."""
-    from eowatch.adapters.stac_feed import ItemError
+    from eowatch.adapters.item_feed import ItemError
 
     try:
         return feed.poll()
@@ -192,7 +192,7 @@ def test_hrefs_are_signed_before_they_are_read(server, feed_store, centre):
     assert feed.poll() > 0 and signed == ["S1B_SIGNED"]
     assert {c.acquisition_id for c in published(bus)} == {"S1B_SIGNED"}
     unsigned, _, _ = make_feed(feed_store, server.url)
-    from eowatch.adapters.stac_feed import ItemError
+    from eowatch.adapters.item_feed import ItemError
 
     with pytest.raises(ItemError, match="not signed"):
         unsigned.read(unsigned.search.items(unsigned.search_area(), WHEN - timedelta(days=1))[0])

@@ -37,6 +37,10 @@ FILL_DN = 4095
 REFLECTIVE_BANDS = range(1, 7)       # bands with a kappa0: reflectance factor = kappa0 × Rad
 KEY = re.compile(r"OR_ABI-L1b-(?P<product>Rad[CFM]\d?)-M(?P<mode>\d)C(?P<band>\d\d)_"
                  r"(?P<satellite>G\d\d)_s(?P<start>\d{13})\d?_e\d+_c\d+\.nc$")
+# the L2 clear-sky mask of the same scan: ABI-L2-ACMC (CONUS), ACMF (full disk)
+MASK_KEY = re.compile(r"OR_ABI-L2-ACM(?P<region>[CFM]\d?)-M(?P<mode>\d)_"
+                      r"(?P<satellite>G\d\d)_s(?P<start>\d{13})\d?_e\d+_c\d+\.nc$")
+MASK_BAND = 0          # Listed.band of a clear-sky mask file
 
 
 class GoesError(EowatchError, ValueError):
@@ -138,7 +142,14 @@ def read_band(handle: Any) -> Band:
     kappa0 = None
     if band in REFLECTIVE_BANDS and "kappa0" in handle:
         kappa0 = float(np.asarray(handle["kappa0"][()]).ravel()[0])
-    grid = FixedGrid(float(_attr(x, "scale_factor")), float(_attr(x, "add_offset")),
+    grid = _fixed_grid(x, y, projection)
+    start = datetime(2000, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=seconds)
+    return Band(band, start, grid, float(_attr(rad, "scale_factor")),
+                float(_attr(rad, "add_offset")), kappa0, handle)
+
+
+def _fixed_grid(x: Any, y: Any, projection: Any) -> FixedGrid:
+    return FixedGrid(float(_attr(x, "scale_factor")), float(_attr(x, "add_offset")),
                      float(_attr(y, "scale_factor")), float(_attr(y, "add_offset")),
                      int(x.shape[0]), int(y.shape[0]),
                      float(_attr(projection, "perspective_point_height")),
@@ -146,9 +157,6 @@ def read_band(handle: Any) -> Band:
                      float(_attr(projection, "semi_major_axis")),
                      float(_attr(projection, "semi_minor_axis")),
                      _decode(_attr(projection, "sweep_angle_axis")))
-    start = datetime(2000, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=seconds)
-    return Band(band, start, grid, float(_attr(rad, "scale_factor")),
-                float(_attr(rad, "add_offset")), kappa0, handle)
 
 
 def _decode(value: Any) -> str:
@@ -156,8 +164,8 @@ def _decode(value: Any) -> str:
 
 
 @contextmanager
-def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
-    """An ABI L1b file, local or over HTTP(S) (range requests: only the chunks read are
+def _open(href: str, block_size: int) -> Iterator[Any]:
+    """An HDF5 file, local or over HTTP(S) (range requests: only the chunks read are
     fetched)."""
     import h5py
 
@@ -170,7 +178,7 @@ def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
             raise GoesError(f"{href}: cannot open ({exc})") from None
         try:
             with h5py.File(remote, "r") as handle:
-                yield read_band(handle)
+                yield handle
         except OSError as exc:
             raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
         finally:
@@ -178,9 +186,23 @@ def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
         return
     try:
         with h5py.File(href, "r") as handle:
-            yield read_band(handle)
+            yield handle
     except OSError as exc:
         raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
+
+
+@contextmanager
+def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
+    """An ABI L1b file, local or over HTTP(S)."""
+    with _open(href, block_size) as handle:
+        yield read_band(handle)
+
+
+@contextmanager
+def open_mask(href: str, block_size: int = 1 << 20) -> Iterator[CloudMask]:
+    """An ABI L2 clear-sky mask (ACM) file, local or over HTTP(S)."""
+    with _open(href, block_size) as handle:
+        yield read_mask(handle)
 
 
 @dataclass(frozen=True)
@@ -193,21 +215,28 @@ class Listed:
 
 
 def parse_key(key: str) -> Listed | None:
-    """A bucket key's product, band, satellite and scan start; None for other files."""
+    """A bucket key's product, band, satellite and scan start; None for other files. A
+    clear-sky mask (L2 ACM) is listed as band MASK_BAND of its region's Rad product."""
     found = KEY.search(key)
-    if not found:
-        return None
+    if found:
+        band, product = int(found["band"]), found["product"]
+    else:
+        found = MASK_KEY.search(key)
+        if not found:
+            return None
+        band, product = MASK_BAND, "Rad" + found["region"]
     start = datetime.strptime(found["start"], "%Y%j%H%M%S").replace(tzinfo=UTC)
-    return Listed(key, int(found["band"]), found["product"], found["satellite"], start)
+    return Listed(key, band, product, found["satellite"], start)
 
 
-def list_bucket(get: Any, bucket_url: str, prefix: str) -> Iterator[str]:
+def list_bucket(get: Any, bucket_url: str, prefix: str, page_size: int = 1000
+                ) -> Iterator[str]:
     """Every key under ``prefix`` (S3 ListObjectsV2, anonymous, over HTTPS), page by page
     (``continuation-token``). ``get(url) -> bytes`` fetches a page."""
     token: str | None = None
     namespace = "{http://s3.amazonaws.com/doc/2006-03-01/}"
     while True:
-        query = {"list-type": "2", "prefix": prefix}
+        query = {"list-type": "2", "prefix": prefix, "max-keys": str(page_size)}
         if token:
             query["continuation-token"] = token
         body = get(f"{bucket_url.rstrip('/')}/?{urllib.parse.urlencode(query)}")
@@ -227,31 +256,116 @@ def list_bucket(get: Any, bucket_url: str, prefix: str) -> Iterator[str]:
                             "token")
 
 
-def hour_prefixes(product: str, since: datetime, until: datetime) -> Iterator[str]:
-    """``ABI-L1b-RadC/YYYY/DDD/HH/`` of every hour from ``since`` to ``until``."""
+def hour_prefixes(product: str, since: datetime, until: datetime, level: str = "L1b"
+                  ) -> Iterator[str]:
+    """``ABI-L1b-RadC/YYYY/DDD/HH/`` (``level`` L2: ``ABI-L2-ACMC/...``, the clear-sky mask)
+    of every hour from ``since`` to ``until``."""
+    region = product.rstrip("0123456789").removeprefix("Rad")
+    name = f"ABI-L1b-Rad{region}" if level == "L1b" else f"ABI-L2-ACM{region}"
     hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour <= until:
-        yield f"ABI-L1b-{product.rstrip('0123456789')}/{hour:%Y/%j/%H}/"
+        yield f"{name}/{hour:%Y/%j/%H}/"
         hour += timedelta(hours=1)
+
+
+@dataclass
+class CloudMask:
+    """An open L2 clear-sky mask (ACM): its fixed grid and the binary cloud mask ``BCM`` (0
+    clear, 1 cloudy, 255 fill), which other files' pixels are looked up in by scan angle."""
+
+    grid: FixedGrid
+    handle: Any
+
+    def clear_at(self, x_angle: np.ndarray, y_angle: np.ndarray) -> np.ndarray:
+        """1.0 where the mask says clear, 0.0 cloudy, NaN where it has no value."""
+        g = self.grid
+        cols = np.round((x_angle - g.x_offset) / g.x_scale).astype(np.int64)
+        rows = np.round((y_angle - g.y_offset) / g.y_scale).astype(np.int64)
+        inside = (rows >= 0) & (rows < g.height) & (cols >= 0) & (cols < g.width)
+        out = np.full(x_angle.shape, np.nan)
+        if not inside.any():
+            return out
+        r0, r1 = rows[inside].min(), rows[inside].max() + 1
+        c0, c1 = cols[inside].min(), cols[inside].max() + 1
+        bcm = self.handle["BCM"][r0:r1, c0:c1].view(np.uint8)
+        found = bcm[rows[inside] - r0, cols[inside] - c0]
+        out[inside] = np.where(found == 0, 1.0, np.where(found == 1, 0.0, np.nan))
+        return out
+
+
+def read_mask(handle: Any) -> CloudMask:
+    try:
+        x, y, projection = handle["x"], handle["y"], handle["goes_imager_projection"]
+        handle["BCM"]
+    except (KeyError, OSError) as exc:
+        raise GoesError(f"not an ABI L2 clear-sky mask ({exc})") from None
+    return CloudMask(_fixed_grid(x, y, projection), handle)
+
+
+@dataclass(frozen=True)
+class BandCells:
+    """One band over the cells of a grid (arrays in grid.cells() order; NaN where a cell has
+    no pixel): mean reflectance of its clear valid pixels, the clear share of the pixels the
+    mask has a value for (NaN without a mask), and the valid (not fill) share of its pixels."""
+
+    reflectance: np.ndarray
+    clear: np.ndarray
+    valid: np.ndarray
+
+
+def band_cells(band: Band, grid: CellGrid, mask: CloudMask | None) -> BandCells | None:
+    """``band`` read over ``grid``'s window, each pixel to the cell holding its centre, cloudy
+    pixels (by the clear-sky ``mask``) left out of the means; None when the area is off the
+    image."""
+    window = _area_window(band, grid)
+    if window is None:
+        return None
+    row0, col0, height, width = window
+    reflectance, valid = band.reflectance(row0, col0, height, width)
+    rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width].astype(float)
+    g = band.grid
+    clear = (np.ones(valid.shape) if mask is None else
+             mask.clear_at(g.x_scale * cols + g.x_offset, g.y_scale * rows + g.y_offset))
+    x, y = _projected(band, rows, cols, grid.epsg)
+    on_disk = np.isfinite(x)
+    out = np.full((3, grid.count), np.nan)
+    means = bin_to_cells(x, y, reflectance, valid & on_disk & (clear == 1.0), grid)
+    out[0, means.index] = means.power
+    known = bin_to_cells(x, y, np.nan_to_num(clear), valid & np.isfinite(clear), grid)
+    if mask is not None:
+        out[1, known.index] = np.where(known.valid_fraction > 0, known.power, np.nan)
+    pixels = bin_to_cells(x, y, valid.astype(float), on_disk, grid)
+    out[2, pixels.index] = pixels.power
+    return BandCells(*out)
+
+
+def _area_window(band: Band, grid: CellGrid) -> tuple[int, int, int, int] | None:
+    rows_n, cols_n = grid.inside.shape
+    outline = reproject(shapely.box(
+        grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1),
+        grid.epsg, 4326)
+    return band.grid.window_of(outline.bounds)
+
+
+def _projected(band: Band, rows: np.ndarray, cols: np.ndarray, epsg: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres in ``epsg``; off the disk: +inf (no cell holds them)."""
+    lon, lat = band.grid.lonlat(rows, cols)
+    on_disk = np.isfinite(lon)
+    x, y = transformer(4326, epsg).transform(np.where(on_disk, lon, 0.0),
+                                             np.where(on_disk, lat, 0.0))
+    return np.where(on_disk, np.asarray(x), np.inf), np.asarray(y)
 
 
 def cell_means(band: Band, grid: CellGrid) -> CellMeans | None:
     """Reflectance of ``band`` averaged into the cells of ``grid`` (an area's coarse
     eowatch.cells.CellGrid), each pixel going to the cell that holds its centre; None when the
     area is off the image."""
-    rows_n, cols_n = grid.inside.shape
-    outline = reproject(shapely.box(
-        grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1),
-        grid.epsg, 4326)
-    window = band.grid.window_of(outline.bounds)
+    window = _area_window(band, grid)
     if window is None:
         return None
     row0, col0, height, width = window
     reflectance, valid = band.reflectance(row0, col0, height, width)
-    rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
-    lon, lat = band.grid.lonlat(rows.astype(float), cols.astype(float))
-    on_disk = np.isfinite(lon)
-    x, y = transformer(4326, grid.epsg).transform(
-        np.where(on_disk, lon, 0.0), np.where(on_disk, lat, 0.0))
-    x = np.where(on_disk, x, np.inf)
-    return bin_to_cells(np.asarray(x), np.asarray(y), reflectance, valid & on_disk, grid)
+    rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width].astype(float)
+    x, y = _projected(band, rows, cols, grid.epsg)
+    return bin_to_cells(x, y, reflectance, valid & np.isfinite(x), grid)

@@ -149,12 +149,15 @@ def area_cell_rows(grid: CellGrid, shards: int, coarse_size: float = DEFAULT_COA
             cell_rows(grid, shards) + cell_rows(coarse, shards))
 
 
-def grid_of_definition(area_id: str, definition: dict[str, Any]) -> CellGrid:
-    """A grid back from its stored definition, every cell of its bounding grid inside (the
-    readers only need the grid's placement)."""
-    return CellGrid(area_id, int(definition["epsg"]), float(definition["size"]),
-                    float(definition["x0"]), float(definition["y1"]),
-                    np.ones((int(definition["rows"]), int(definition["cols"])), bool))
+def stored_coarse_grid(area_id: str, definition: dict[str, Any]) -> CellGrid | None:
+    """An area's coarse grid from its stored grid definition (``area_cell_rows``); None when
+    it was imported without one."""
+    coarse = definition.get("coarse")
+    if coarse is None:
+        return None
+    return CellGrid(area_id + COARSE, int(coarse["epsg"]), float(coarse["size"]),
+                    float(coarse["x0"]), float(coarse["y1"]),
+                    np.asarray(coarse["fine_cells"]) > 0)
 
 
 def grid_of(area_id: str, geojson: str, size: float = DEFAULT_CELL_METRES) -> CellGrid:

@@ -99,3 +99,45 @@ def write_abi(path: Path, dn: Callable[[np.ndarray, np.ndarray], np.ndarray], ba
                 var = f.create_variable(name, (), np.float32)
                 var[...] = value
     return variables
+
+
+def write_mask(path: Path, bcm: Callable[[np.ndarray, np.ndarray], np.ndarray],
+               seconds_since_2000: float = 8.1e8) -> None:
+    """Write an ABI L2 clear-sky mask (ACM) on the header's fixed grid (the CONUS 2 km grid of
+    ABI-L2-ACMC) whose binary cloud mask at (rows, cols) is ``bcm(rows, cols)`` (0 clear,
+    1 cloudy, 255 fill), with the variables and attributes of the product (GOES-R PUG L2+,
+    vol. 5: ``BCM`` byte, ``_Unsigned``, fill 255, flag values 0 and 1)."""
+    import h5netcdf
+
+    dims, variables = parse_cdl(HEADER.read_text())
+    height, width = dims["y"], dims["x"]
+    rows, cols = np.mgrid[0:height, 0:width]
+    values = np.asarray(bcm(rows, cols), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"y": height, "x": width}
+        for name in ("t", "y", "x", "goes_imager_projection"):
+            spec = variables[name]
+            var = f.create_variable(name, tuple(spec["dims"]), TYPES[spec["type"]],
+                                    fillvalue=spec["attrs"].get("_FillValue"))
+            for key, value in spec["attrs"].items():
+                if key != "_FillValue":
+                    var.attrs[key] = value
+            if name == "x":
+                var[...] = np.arange(width, dtype=np.int16)
+            elif name == "y":
+                var[...] = np.arange(height, dtype=np.int16)
+            elif name == "t":
+                var[...] = seconds_since_2000
+        var = f.create_variable("BCM", ("y", "x"), np.int8, chunks=(250, 250),
+                                compression="gzip", fillvalue=np.int8(-1))
+        var.attrs.update({"long_name": "ABI L2+ Clear Sky Mask",
+                          "standard_name": "cloud_binary_mask", "_Unsigned": "true",
+                          "valid_range": np.array([0, 1], np.int8),
+                          "units": "1", "flag_values": np.array([0, 1], np.int8),
+                          "flag_meanings": "clear_or_probably_clear cloudy_or_probably_cloudy",
+                          "grid_mapping": "goes_imager_projection"})
+        var[...] = values.view(np.int8)
+        dqf = f.create_variable("DQF", ("y", "x"), np.int8, chunks=(250, 250),
+                                compression="gzip", fillvalue=np.int8(-1))
+        dqf[...] = np.where(values == 255, 1, 0).astype(np.int8)

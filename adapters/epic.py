@@ -31,6 +31,12 @@ FACTORS = {"Band317nm": 1.216e-4, "Band325nm": 1.111e-4, "Band340nm": 1.975e-5,
            "Band680nm": 9.3e-6, "Band688nm": 2.02e-5, "Band764nm": 2.36e-5,
            "Band780nm": 1.435e-5}
 IN_VIEW_DEGREES = 65.0   # farther from the disk's centre, pixels are too oblique to use
+# the bands the feed reads: green and NIR make its water index (EPIC has no SWIR band), red
+# its cloud test
+GREEN, RED, NIR = "Band551nm", "Band680nm", "Band780nm"
+# L1B carries no cloud mask: a pixel brighter than this at 680 nm is taken for cloud (water
+# and vegetation reflect under 0.1 in red, bare soils 0.1-0.25, clouds and snow more)
+CLOUD_RED = 0.25
 
 
 class EpicError(EowatchError, ValueError):
@@ -44,6 +50,14 @@ class EpicImage:
     version: str
     taken_at: datetime         # from the identifier: the API's ``date`` differs from it
     centroid: tuple[float, float]   # lon, lat
+
+    @property
+    def id(self) -> str:
+        return self.identifier
+
+    @property
+    def datetime(self) -> datetime:
+        return self.taken_at
 
     @property
     def product(self) -> str:
@@ -86,22 +100,28 @@ def parse_days(items: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(str(item["date"]) for item in items)
 
 
-def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
-    """Reflectance of ``band`` averaged into ``grid``'s cells (each pixel into the cell holding
-    its centre); None when no pixel of the image falls on the area."""
-    if band not in FACTORS:
-        raise EpicError(f"{band!r} is no EPIC band; the bands are {', '.join(FACTORS)}")
+@dataclass(frozen=True)
+class Window:
+    """The pixels of an L1B product over an area: rows and columns, their geolocation."""
+
+    rows: slice
+    cols: slice
+    lon: np.ndarray
+    lat: np.ndarray
+
+
+def area_window(handle: Any, band: str, grid: CellGrid) -> Window | None:
+    """The rows and columns whose geolocation (read every 16th pixel) falls near ``grid``'s
+    area, with the geolocation of that window; None when no pixel of the image does."""
     try:
         group = handle[band]
         image = group["Image"]
         lat_ds, lon_ds = group["Geolocation/Earth/Latitude"], group["Geolocation/Earth/Longitude"]
     except KeyError as exc:
         raise EpicError(f"not an EPIC L1B product: no {exc}") from None
-    to_lonlat = transformer(grid.epsg, 4326)
     rows_n, cols_n = grid.inside.shape
-    lon0, lat0, lon1, lat1 = to_lonlat.transform_bounds(
+    lon0, lat0, lon1, lat1 = transformer(grid.epsg, 4326).transform_bounds(
         grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1)
-    # the window: rows and columns whose geolocation (read every 16th pixel) falls on the area
     step = 16
     lat_s, lon_s = lat_ds[::step, ::step], lon_ds[::step, ::step]
     near = ((lat_s >= lat0 - 1) & (lat_s <= lat1 + 1) & (lon_s >= lon0 - 1)
@@ -109,14 +129,65 @@ def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
     if not near.any():
         return None
     rows, cols = np.nonzero(near)
-    r0, r1 = max(0, (rows.min() - 1) * step), min(image.shape[0], (rows.max() + 2) * step)
-    c0, c1 = max(0, (cols.min() - 1) * step), min(image.shape[1], (cols.max() + 2) * step)
-    counts = image[r0:r1, c0:c1].astype(np.float64)
-    lat, lon = lat_ds[r0:r1, c0:c1], lon_ds[r0:r1, c0:c1]
+    r = slice(max(0, (rows.min() - 1) * step), min(image.shape[0], (rows.max() + 2) * step))
+    c = slice(max(0, (cols.min() - 1) * step), min(image.shape[1], (cols.max() + 2) * step))
+    return Window(r, c, lon_ds[r, c].astype(np.float64), lat_ds[r, c].astype(np.float64))
+
+
+def reflectance(handle: Any, band: str, window: Window) -> np.ndarray:
+    """Reflectance of ``band`` over ``window`` (count rate × the band's factor); NaN where
+    there is no signal."""
+    if band not in FACTORS:
+        raise EpicError(f"{band!r} is no EPIC band; the bands are {', '.join(FACTORS)}")
+    try:
+        counts = handle[f"{band}/Image"][window.rows, window.cols].astype(np.float64)
+    except KeyError as exc:
+        raise EpicError(f"not an EPIC L1B product: no {exc}") from None
+    return np.where(np.isfinite(counts) & (counts > 0), counts * FACTORS[band], np.nan)
+
+
+def _projected(window: Window, grid: CellGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lon, lat = window.lon, window.lat
     on_earth = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-    valid = on_earth & np.isfinite(counts) & (counts > 0)   # no signal: not valid, but counted
     x, y = transformer(4326, grid.epsg).transform(
         np.where(on_earth, lon, 0.0), np.where(on_earth, lat, 0.0))
-    x = np.where(on_earth, x, np.inf)
-    means = bin_to_cells(np.asarray(x), np.asarray(y), counts * FACTORS[band], valid, grid)
+    return np.where(on_earth, np.asarray(x), np.inf), np.asarray(y), on_earth
+
+
+def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
+    """Reflectance of ``band`` averaged into ``grid``'s cells (each pixel into the cell holding
+    its centre); None when no pixel of the image falls on the area."""
+    if band not in FACTORS:
+        raise EpicError(f"{band!r} is no EPIC band; the bands are {', '.join(FACTORS)}")
+    window = area_window(handle, band, grid)
+    if window is None:
+        return None
+    values = reflectance(handle, band, window)
+    x, y, on_earth = _projected(window, grid)
+    means = bin_to_cells(x, y, np.nan_to_num(values), on_earth & np.isfinite(values), grid)
     return means if len(means.index) else None
+
+
+def area_cells(handle: Any, grid: CellGrid) -> dict[str, np.ndarray] | None:
+    """Over ``grid``'s cells (arrays in cells() order, NaN where a cell has no pixel): green,
+    red and NIR reflectance of the clear pixels (CLOUD_RED test), the clear share and the
+    valid share of the pixels; None when the area is not on the image."""
+    window = area_window(handle, RED, grid)   # the bands share one geolocation grid
+    if window is None:
+        return None
+    bands = {b: reflectance(handle, b, window) for b in (GREEN, RED, NIR)}
+    x, y, on_earth = _projected(window, grid)
+    valid = on_earth & np.all([np.isfinite(v) for v in bands.values()], axis=0)
+    clear = valid & (bands[RED] <= CLOUD_RED)
+    out = {name: np.full(grid.count, np.nan) for name in ("green", "red", "nir", "clear",
+                                                          "valid")}
+    means = bin_to_cells(x, y, np.nan_to_num(np.stack([bands[GREEN], bands[RED], bands[NIR]])),
+                         clear, grid)
+    for k, name in enumerate(("green", "red", "nir")):
+        out[name][means.index] = means.power[:, k]
+    shares = bin_to_cells(x, y, np.stack([clear, valid]).astype(float), on_earth, grid)
+    valid_pixels = shares.power[:, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["clear"][shares.index] = shares.power[:, 0] / valid_pixels
+    out["valid"][shares.index] = valid_pixels
+    return out if len(shares.index) else None

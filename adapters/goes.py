@@ -31,6 +31,7 @@ from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
 from eowatch.geometry import reproject, transformer
 
+from .hdf5 import open_hdf5
 from .s1_geolocation import CellMeans, bin_to_cells
 
 FILL_DN = 4095
@@ -164,44 +165,16 @@ def _decode(value: Any) -> str:
 
 
 @contextmanager
-def _open(href: str, block_size: int) -> Iterator[Any]:
-    """An HDF5 file, local or over HTTP(S) (range requests: only the chunks read are
-    fetched)."""
-    import h5py
-
-    if href.startswith(("http://", "https://")):
-        import fsspec
-
-        try:
-            remote = fsspec.open(href, "rb", block_size=block_size).open()
-        except (OSError, ValueError) as exc:
-            raise GoesError(f"{href}: cannot open ({exc})") from None
-        try:
-            with h5py.File(remote, "r") as handle:
-                yield handle
-        except OSError as exc:
-            raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
-        finally:
-            remote.close()
-        return
-    try:
-        with h5py.File(href, "r") as handle:
-            yield handle
-    except OSError as exc:
-        raise GoesError(f"{href}: not a readable netCDF-4 file ({exc})") from None
-
-
-@contextmanager
 def open_band(href: str, block_size: int = 1 << 20) -> Iterator[Band]:
     """An ABI L1b file, local or over HTTP(S)."""
-    with _open(href, block_size) as handle:
+    with open_hdf5(href, block_size, GoesError) as handle:
         yield read_band(handle)
 
 
 @contextmanager
 def open_mask(href: str, block_size: int = 1 << 20) -> Iterator[CloudMask]:
     """An ABI L2 clear-sky mask (ACM) file, local or over HTTP(S)."""
-    with _open(href, block_size) as handle:
+    with open_hdf5(href, block_size, GoesError) as handle:
         yield read_mask(handle)
 
 

@@ -27,10 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-import requests
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from urllib3 import Retry
 
 from eowatch.contract.feeds import (
     FeedContext,
@@ -41,7 +39,6 @@ from eowatch.contract.feeds import (
     chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk
-from eowatch.errors import EowatchError
 from eowatch.models.flood_geo import GEO_BANDS
 
 from .geo_cells import CoarseArea, coarse_areas, concat_rows, geo_rows, water_index
@@ -55,19 +52,14 @@ from .goes import (
     open_mask,
     parse_key,
 )
-from .item_feed import ItemError, ItemFeed, MetadataError, Polling
+from .http import fetch, retrying_session
+from .item_feed import ItemError, ItemFeed, ListingError, MetadataError, Polling
 
 log = logging.getLogger(__name__)
 FEED = "goes"
 READ_BANDS = (2, 3, 5)                 # red, NIR, SWIR 1.6 µm
 BUCKETS = {"east": ("goes-east", "https://noaa-goes19.s3.amazonaws.com"),
            "west": ("goes-west", "https://noaa-goes18.s3.amazonaws.com")}
-
-
-class ListingError(EowatchError, RuntimeError):
-    """The bucket did not answer its listing."""
-
-    stage = "list"
 
 
 @dataclass(frozen=True)
@@ -112,18 +104,10 @@ class GoesFeed(ItemFeed):
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__(host, polling, interval_seconds, metrics, now)
         self.shards, self.config = shards, config
-        self.session = requests.Session()
-        retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504))
-        self.session.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retry))
+        self.session = retrying_session()
 
     def _get(self, url: str) -> bytes:
-        try:
-            response = self.session.get(url, timeout=self.config.timeout_seconds)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise ListingError(f"listing {url}: {exc}") from None
-        return response.content
+        return fetch(self.session, url, self.config.timeout_seconds)
 
     def _keys(self, since: datetime, until: datetime) -> Iterator[str]:
         c = self.config

@@ -40,6 +40,12 @@ class ItemError(EowatchError, RuntimeError):
     permanent = False
 
 
+class ListingError(EowatchError, RuntimeError):
+    """The source did not answer its listing (a bucket, an API)."""
+
+    stage = "list"
+
+
 class MetadataError(ItemError):
     """An item whose metadata cannot be used (no datetime, no projection, no asset for a band):
     reading it again cannot help, so it is skipped at once, with its reason, in the cursor."""

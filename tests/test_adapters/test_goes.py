@@ -79,7 +79,7 @@ def test_a_window_over_an_area_is_read_over_http_and_fill_is_not_valid(tmp_path)
 def test_a_corrupt_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.nc"
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
-    with pytest.raises(GoesError, match="not a readable netCDF-4"):
+    with pytest.raises(GoesError, match="not a readable HDF5 file"):
         with open_band(str(path)):
             pass
 

@@ -185,7 +185,7 @@ def test_a_corrupt_file_is_retried_then_skipped(bucket, feed_store, tmp_path):
                   ACL="public-read")
     now = [SCAN + timedelta(minutes=20)]
     feed, metrics, bus = make_feed(feed_store, url, now)
-    with pytest.raises(ItemError, match="not a readable netCDF-4"):
+    with pytest.raises(ItemError, match="not a readable HDF5 file"):
         feed.poll()
     assert feed.poll() == 0                        # the second attempt gives up on it
     (skipped,) = feed.cursor().skipped

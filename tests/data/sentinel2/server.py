@@ -23,7 +23,8 @@ from .scenes import Scene, write_scene
 
 
 class StacServer:
-    """A STAC API (landing page, /conformance, /search) and a file server with ranges."""
+    """A STAC API (landing page, /conformance, /search), a file server with ranges (cogs/), and
+    JSON listings of other APIs (files under api/)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -151,6 +152,8 @@ class StacServer:
                     if "collections" in params:
                         params["collections"] = params["collections"].split(",")
                     self._json(server.search(params))
+                elif url.path.startswith("/api/"):   # listing APIs: JSON files under api/
+                    self._file(server.root / url.path.lstrip("/"), "application/json")
                 elif url.path.startswith("/cogs/"):
                     if any(url.path.startswith(p) for p in server.signed_only) and \
                             "sig" not in parse_qs(url.query):
@@ -172,21 +175,21 @@ class StacServer:
                 else:
                     self._send(404, b"not found", "text/plain")
 
-            def _file(self, path: Path) -> None:
+            def _file(self, path: Path, content_type: str = "image/tiff") -> None:
                 if not path.is_file():
                     self._send(404, b"no such key", "application/xml")
                     return
                 data = path.read_bytes()
                 ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
                 if not ranged:
-                    self._send(200, data, "image/tiff", {"Accept-Ranges": "bytes"})
+                    self._send(200, data, content_type, {"Accept-Ranges": "bytes"})
                     return
                 start = int(ranged.group(1))
                 end = min(int(ranged.group(2) or len(data) - 1), len(data) - 1)
                 if start >= len(data):
                     self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(data)}"})
                     return
-                self._send(206, data[start:end + 1], "image/tiff",
+                self._send(206, data[start:end + 1], content_type,
                            {"Accept-Ranges": "bytes",
                             "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 

@@ -9,6 +9,7 @@ at night gives no rows at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,9 +80,9 @@ def geo_rows(area: CoarseArea, when: datetime, sensor: str, red: np.ndarray, nir
         valid[seen].astype(np.float32)
 
 
-def concat_rows(parts: list[tuple[np.ndarray, ...]]) -> tuple[Any, ...] | None:
+def concat_rows(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[Any, ...] | None:
     """The rows of several areas as one set (None when there are none)."""
-    parts = [p for p in parts if len(p[0])]
-    if not parts:
+    kept = [p for p in parts if len(p[0])]
+    if not kept:
         return None
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+    return tuple(np.concatenate([p[k] for p in kept]) for k in range(4))

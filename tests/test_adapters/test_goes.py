@@ -161,3 +161,26 @@ def test_cell_means_equal_a_reference_read_whole_with_another_reader(tmp_path):
     in_area = {(float(r), float(c)) for r, c in zip(grid_rows, grid_cols, strict=True)}
     assert set(got) == set(reference.index) & in_area and len(got) > 20
     assert max(abs(got[k] - reference[k]) for k in got) < 1e-6
+
+
+def test_a_full_disk_file_reads_on_its_own_grid(tmp_path):
+    """RadF: the sub-satellite point is the image's centre, the limb its edge, and an area's
+    window is read there as in CONUS files."""
+    import shapely
+
+    from eowatch.adapters.goes import cell_means
+    from eowatch.cells import CellGrid
+
+    path = tmp_path / "OR_ABI-L1b-RadF-M6C03_G16_s20252441200000_e1_c1.nc"
+    write_abi(path, dn_pattern, full_disk=True)
+    with open_band(str(path)) as band:
+        assert (band.grid.height, band.grid.width) == (5424, 5424)
+        lon, lat = band.grid.lonlat(np.array([2711.5]), np.array([2711.5]))
+        # the header is GOES-16 in its checkout position, over 89.5 W
+        assert abs(lon[0] - band.grid.lon_0) < 0.01 and abs(lat[0]) < 0.01
+        corner, _ = band.grid.lonlat(np.array([0.0]), np.array([0.0]))
+        assert np.isnan(corner).all()                                # off the Earth's disk
+        grid = CellGrid.of("pampa", shapely.box(-60.3, -35.2, -60.0, -35.0), 2000)
+        means = cell_means(band, grid)
+    assert means is not None and len(means.index) > 0.9 * grid.count
+    assert parse_key(path.name).product == "RadF"

@@ -58,14 +58,29 @@ def _value(text: str, kind: str) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+# the full disk (RadF) at 2 km: the CONUS header's variables on the full disk's fixed grid
+FULL_DISK = {"size": 5424, "x_offset": -0.151844, "y_offset": 0.151844}
+
+
+def header(full_disk: bool = False) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """The real header's dimensions and variables; ``full_disk``: moved onto the 2 km full
+    disk's grid (5424 x 5424, scan angles ±0.151844 rad, as RadF files have)."""
+    dims, variables = parse_cdl(HEADER.read_text())
+    if full_disk:
+        dims = {**dims, "y": FULL_DISK["size"], "x": FULL_DISK["size"]}
+        variables["x"]["attrs"]["add_offset"] = np.float32(FULL_DISK["x_offset"])
+        variables["y"]["attrs"]["add_offset"] = np.float32(FULL_DISK["y_offset"])
+    return dims, variables
+
+
 def write_abi(path: Path, dn: Callable[[np.ndarray, np.ndarray], np.ndarray], band: int = 3,
               seconds_since_2000: float = 8.1e8, kappa0: float | None = 0.0018,
-              esun: float = 1631.3) -> dict[str, Any]:
-    """Write an ABI L1b file whose DN at (rows, cols) is ``dn(rows, cols)`` (4095 = fill);
-    returns the header's variables (as parsed)."""
+              esun: float = 1631.3, full_disk: bool = False) -> dict[str, Any]:
+    """Write an ABI L1b file (CONUS, or ``full_disk``) whose DN at (rows, cols) is
+    ``dn(rows, cols)`` (4095 = fill); returns the header's variables (as parsed)."""
     import h5netcdf
 
-    dims, variables = parse_cdl(HEADER.read_text())
+    dims, variables = header(full_disk)
     height, width = dims["y"], dims["x"]
     rows, cols = np.mgrid[0:height, 0:width]
     values = np.asarray(dn(rows, cols), np.uint16)

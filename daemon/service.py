@@ -30,7 +30,7 @@ from .consuming import Consumer
 from .metrics import Metrics
 from .processing import Processor
 from .publisher import Publisher
-from .registry import TargetRegistry, parcel_registry
+from .registry import cell_registry, parcel_registry
 from .state_model import CropModel
 from .store.store import Store
 from .webhooks.delivery import DeliveryWorker
@@ -161,7 +161,7 @@ class Daemon:
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
             step_batch=settings.step_batch)
-        self.areas = AreaProcessor(TargetRegistry(self.store.cell_columns), self.metrics,
+        self.areas = AreaProcessor(cell_registry(self.store), self.metrics,
                                    settings.min_valid_fraction, self.store.area_cells,
                                    load_states=self.store.load_states,
                                    budget_bytes=settings.state_budget_bytes)

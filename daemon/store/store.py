@@ -430,6 +430,13 @@ class Store(WebhookStore):
         return self._page(sa.select(table.c.payload), table, conditions, order, limit, offset,
                           lambda rows: [json.loads(r) for r in rows.scalars()])
 
+    def cells_version(self) -> tuple[int, int, datetime | None]:
+        """(cells, areas, newest area write): changes when areas or their cells are imported
+        (the cells' count moves once replace_cells has committed)."""
+        with self.engine.connect() as conn:
+            cells = conn.execute(sa.select(sa.func.count()).select_from(CELLS)).scalar_one()
+        return (int(cells), *self.areas_version())
+
     def areas_version(self) -> tuple[int, datetime | None]:
         """(count, newest write) of the areas."""
         with self.engine.connect() as conn:

@@ -117,14 +117,14 @@ def write_abi(path: Path, dn: Callable[[np.ndarray, np.ndarray], np.ndarray], ba
 
 
 def write_mask(path: Path, bcm: Callable[[np.ndarray, np.ndarray], np.ndarray],
-               seconds_since_2000: float = 8.1e8) -> None:
+               seconds_since_2000: float = 8.1e8, full_disk: bool = False) -> None:
     """Write an ABI L2 clear-sky mask (ACM) on the header's fixed grid (the CONUS 2 km grid of
     ABI-L2-ACMC) whose binary cloud mask at (rows, cols) is ``bcm(rows, cols)`` (0 clear,
     1 cloudy, 255 fill), with the variables and attributes of the product (GOES-R PUG L2+,
     vol. 5: ``BCM`` byte, ``_Unsigned``, fill 255, flag values 0 and 1)."""
     import h5netcdf
 
-    dims, variables = parse_cdl(HEADER.read_text())
+    dims, variables = header(full_disk)
     height, width = dims["y"], dims["x"]
     rows, cols = np.mgrid[0:height, 0:width]
     values = np.asarray(bcm(rows, cols), np.uint8)

@@ -130,8 +130,9 @@ class SimulatedGeoSettings(SimulatedWorldSettings):
 
     model_config = SettingsConfigDict(env_prefix="EOWATCH_SIMGEO_", frozen=True, extra="forbid")
 
-    interval_minutes: float = Field(60.0, gt=0, description="minutes between scenes (the "
-                                    "imagers scan every 10-15; fewer keep the demo light)")
+    interval_minutes: float = Field(180.0, gt=0, description="minutes between scenes (the "
+                                    "imagers scan every 10-15; fewer keep the demo light on "
+                                    "the embedded bus)")
 
 
 def _build(settings: SimulatedGeoSettings, context: FeedContext) -> SimulatedGeoFeed:

@@ -27,7 +27,6 @@ from eowatch.contract.feeds import (
     FeedContext,
     FeedHost,
     FeedMetrics,
-    FeedSettings,
     FeedSpec,
     chunks_by_shard,
 )
@@ -38,7 +37,7 @@ from .epic import EpicError, EpicImage, area_cells, parse_listing
 from .geo_cells import coarse_areas, concat_rows, geo_rows, water_index
 from .hdf5 import open_hdf5
 from .http import fetch, retrying_session
-from .item_feed import ItemError, ItemFeed, ListingError, Polling
+from .item_feed import ItemError, ItemFeed, ListingError, Polling, PollingSettings
 
 FEED = "epic"
 
@@ -116,7 +115,7 @@ class EpicFeed(ItemFeed):
                                shards, values, valid, targets="cells")
 
 
-class EpicSettings(FeedSettings):
+class EpicSettings(PollingSettings):
     """Settings of the EPIC feed: EOWATCH_EPIC_<NAME>, or epic_<name> in TOML."""
 
     model_config = SettingsConfigDict(env_prefix="EOWATCH_EPIC_", frozen=True, extra="forbid")
@@ -126,23 +125,15 @@ class EpicSettings(FeedSettings):
                                                        description="the API's listing to read")
     l1b_url: str = Field("{api_url}/archive/l1b/{year}/{month}/{day}/{product}",
                          description="where an image's L1B product lies (a template)")
-    start: datetime | None = Field(None, description="first image time read when there is no "
-                                   "cursor (default: the last lookback_hours)")
     lookback_hours: float = Field(48.0, gt=0, description="late-listed images within this are "
                                   "still read (EPIC images are published hours to a day late)")
-    max_images_per_poll: int = Field(12, ge=1, description="images read per poll")
-    max_attempts: int = Field(5, ge=1, description="polls that may fail on one image before "
-                              "it is skipped")
     poll_seconds: float = Field(1800.0, gt=0, description="interval between polls")
 
 
 def _build(settings: EpicSettings, context: FeedContext) -> EpicFeed:
-    lookback = timedelta(hours=settings.lookback_hours)
-    polling = Polling(settings.start or datetime.now(UTC) - lookback, lookback,
-                      settings.max_images_per_poll, settings.max_attempts)
     config = EpicConfig(settings.api_url, settings.collection, settings.l1b_url)
-    return EpicFeed(context.host, context.shards, config, polling, settings.poll_seconds,
-                    context.metrics)
+    return EpicFeed(context.host, context.shards, config, settings.polling(),
+                    settings.poll_seconds, context.metrics)
 
 
 FEED_SPEC = FeedSpec(FEED, EpicSettings, _build,

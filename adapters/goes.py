@@ -332,13 +332,11 @@ def _projected(band: Band, rows: np.ndarray, cols: np.ndarray, epsg: int
 
 def cell_means(band: Band, grid: CellGrid) -> CellMeans | None:
     """Reflectance of ``band`` averaged into the cells of ``grid`` (an area's coarse
-    eowatch.cells.CellGrid), each pixel going to the cell that holds its centre; None when the
-    area is off the image."""
-    window = _area_window(band, grid)
-    if window is None:
+    eowatch.cells.CellGrid), each pixel going to the cell that holds its centre: the cells
+    with a pixel; None when the area is off the image."""
+    cells = band_cells(band, grid, None)
+    if cells is None:
         return None
-    row0, col0, height, width = window
-    reflectance, valid = band.reflectance(row0, col0, height, width)
-    rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width].astype(float)
-    x, y = _projected(band, rows, cols, grid.epsg)
-    return bin_to_cells(x, y, reflectance, valid & np.isfinite(x), grid)
+    seen = np.flatnonzero(np.isfinite(cells.valid))
+    return CellMeans(seen, cells.reflectance[seen], cells.valid[seen].astype(np.float32),
+                     np.full(len(seen), np.nan))

@@ -34,7 +34,6 @@ from eowatch.contract.feeds import (
     FeedContext,
     FeedHost,
     FeedMetrics,
-    FeedSettings,
     FeedSpec,
     chunks_by_shard,
 )
@@ -53,7 +52,14 @@ from .goes import (
     parse_key,
 )
 from .http import fetch, retrying_session
-from .item_feed import ItemError, ItemFeed, ListingError, MetadataError, Polling
+from .item_feed import (
+    ItemError,
+    ItemFeed,
+    ListingError,
+    MetadataError,
+    Polling,
+    PollingSettings,
+)
 
 log = logging.getLogger(__name__)
 FEED = "goes"
@@ -173,7 +179,7 @@ class GoesFeed(ItemFeed):
                         water_index(red.reflectance, swir.reflectance), red.clear, valid)
 
 
-class GoesSettings(FeedSettings):
+class GoesSettings(PollingSettings):
     """Settings of the GOES feed: EOWATCH_GOES_<NAME>, or goes_<name> in TOML."""
 
     model_config = SettingsConfigDict(env_prefix="EOWATCH_GOES_", frozen=True, extra="forbid")
@@ -184,24 +190,15 @@ class GoesSettings(FeedSettings):
                             "bucket, noaa-goes19 or noaa-goes18, anonymous HTTPS)")
     product: Literal["RadC", "RadF"] = Field(
         "RadC", description="RadC: CONUS every 5 min; RadF: full disk every 10 min")
-    start: datetime | None = Field(None, description="first scan time read when there is no "
-                                   "cursor (default: the last lookback_hours)")
     lookback_hours: float = Field(2.0, gt=0, description="late-listed files within this are "
                                   "still read")
-    max_scans_per_poll: int = Field(12, ge=1, description="scans read per poll")
-    max_attempts: int = Field(5, ge=1, description="polls that may fail on one scan before it "
-                              "is skipped")
     poll_seconds: float = Field(300.0, gt=0, description="interval between polls")
 
 
 def _build(settings: GoesSettings, context: FeedContext) -> GoesFeed:
-    lookback = timedelta(hours=settings.lookback_hours)
-    # without a cursor: the last lookback, not the 30 days the item loop assumes
-    polling = Polling(settings.start or datetime.now(UTC) - lookback, lookback,
-                      settings.max_scans_per_poll, settings.max_attempts)
     config = GoesConfig(settings.satellite, settings.bucket_url, settings.product)
-    return GoesFeed(context.host, context.shards, config, polling, settings.poll_seconds,
-                    context.metrics)
+    return GoesFeed(context.host, context.shards, config, settings.polling(),
+                    settings.poll_seconds, context.metrics)
 
 
 FEED_SPEC = FeedSpec(FEED, GoesSettings, _build,

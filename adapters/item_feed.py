@@ -17,7 +17,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from eowatch.contract.feeds import Feed, FeedHost, FeedMetrics
+from pydantic import Field
+
+from eowatch.contract.feeds import Feed, FeedHost, FeedMetrics, FeedSettings
 from eowatch.contract.messages import ObservationChunk
 from eowatch.errors import EowatchError
 
@@ -162,3 +164,23 @@ class ItemFeed(Feed):
             cursor.skipped.append({"id": item.id, "reason": str(exc)})
         self.host.publish(self.name, [], cursor.dump())
         return cursor
+
+
+class PollingSettings(FeedSettings):
+    """The settings every listing feed shares (a feed re-declares a field for its own
+    default)."""
+
+    start: datetime | None = Field(None, description="first acquisition read when there is "
+                                   "no cursor (default: the last lookback_hours)")
+    lookback_hours: float = Field(2.0, gt=0, description="late-listed acquisitions within "
+                                  "this are still read")
+    max_items_per_poll: int = Field(12, ge=1, description="acquisitions read per poll")
+    max_attempts: int = Field(5, ge=1, description="polls that may fail on one acquisition "
+                              "before it is skipped")
+    poll_seconds: float = Field(600.0, gt=0, description="interval between polls")
+
+    def polling(self) -> Polling:
+        """Without a cursor: the last look-back, not the 30 days the item loop assumes."""
+        lookback = timedelta(hours=self.lookback_hours)
+        return Polling(self.start or datetime.now(UTC) - lookback, lookback,
+                       self.max_items_per_poll, self.max_attempts)

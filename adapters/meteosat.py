@@ -27,7 +27,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from eowatch.contract.feeds import (
     FeedContext,
     FeedHost,
     FeedMetrics,
-    FeedSettings,
     FeedSpec,
     chunks_by_shard,
 )
@@ -52,7 +51,14 @@ from .fci import Chunk, FciError, chunk_cells, chunk_number
 from .geo_cells import CoarseArea, coarse_areas, concat_rows, geo_rows, water_index
 from .hdf5 import open_hdf5
 from .http import fetch, retrying_session
-from .item_feed import ItemError, ItemFeed, ListingError, MetadataError, Polling
+from .item_feed import (
+    ItemError,
+    ItemFeed,
+    ListingError,
+    MetadataError,
+    Polling,
+    PollingSettings,
+)
 
 log = logging.getLogger(__name__)
 FEED = "meteosat"
@@ -286,7 +292,7 @@ class MeteosatFeed(ItemFeed):
         raise TokenError(f"the Data Store refused a renewed token for {name}")
 
 
-class MeteosatSettings(FeedSettings):
+class MeteosatSettings(PollingSettings):
     """Settings of the Meteosat feed: EOWATCH_METEOSAT_<NAME>, or meteosat_<name> in TOML."""
 
     model_config = SettingsConfigDict(env_prefix="EOWATCH_METEOSAT_", frozen=True,
@@ -298,13 +304,8 @@ class MeteosatSettings(FeedSettings):
     consumer_secret: SecretStr | None = Field(None, description="... and its secret")
     credentials_file: Path | None = Field(None, description="a JSON file with consumer_key "
                                           "and consumer_secret (instead of the two above)")
-    start: datetime | None = Field(None, description="first repeat cycle read when there is "
-                                   "no cursor (default: the last lookback_hours)")
     lookback_hours: float = Field(2.0, gt=0, description="late-listed products within this "
                                   "are still read")
-    max_products_per_poll: int = Field(6, ge=1, description="repeat cycles read per poll")
-    max_attempts: int = Field(5, ge=1, description="polls that may fail on one product before "
-                              "it is skipped")
     poll_seconds: float = Field(600.0, gt=0, description="interval between polls")
 
     def credentials(self) -> tuple[SecretStr | None, SecretStr | None]:
@@ -322,10 +323,7 @@ def _build(settings: MeteosatSettings, context: FeedContext) -> MeteosatFeed:
     config = MeteosatConfig(settings.api_url, settings.collection)
     key, secret = settings.credentials()
     auth = DataStoreAuth(config.token_url, key, secret, retrying_session())
-    lookback = timedelta(hours=settings.lookback_hours)
-    polling = Polling(settings.start or datetime.now(UTC) - lookback, lookback,
-                      settings.max_products_per_poll, settings.max_attempts)
-    return MeteosatFeed(context.host, context.shards, config, auth, polling,
+    return MeteosatFeed(context.host, context.shards, config, auth, settings.polling(),
                         settings.poll_seconds, context.metrics)
 
 

@@ -50,6 +50,7 @@ class ModelMetadata:
     time_encoding: str = "day_of_season"
     season_length_days: float = 365.0
     season_start: str | None = None  # "MM-DD"; None for series without a calendar (UCR)
+    time_unit: str = "day"           # what the time input counts: "day" or "step" (UCR)
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data name and sha256, seed, epochs
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -14,7 +14,8 @@ from .datasets import load_dataset
 
 log = logging.getLogger(__name__)
 
-DATA_HELP = ("dataset: a long-format .parquet/.csv file, a UCR .ts/.txt file, ucr:NAME[:SPLIT], "
+DATA_HELP = ("dataset: a long-format .parquet/.csv/.csv.gz file, a UCR .ts/.txt file, "
+             "ucr:NAME[:SPLIT], "
              "simulated:N[:SEED] or breizhcrops:ROOT:REGION[:YEAR[:LEVEL]]")
 
 
@@ -117,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
         band_mean=tuple(model.band_mean.tolist()), band_std=tuple(model.band_std.tolist()),
         architecture=asdict(model.arch), alpha=args.alpha, epsilon=args.epsilon,
         stop_threshold=args.threshold, season_length_days=data.season_length_days,
-        season_start=season_start,
+        season_start=season_start, time_unit=data.time_unit,
         description=("trained on simulated data" if data.name.startswith("simulated") else ""),
         training={"data": data.name, "data_sha256": fingerprint, "samples": len(data),
                   "best_epoch": result.best_epoch, "config": config.to_dict(),
@@ -138,5 +139,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         bands=loaded.metadata.band_names, season_start=loaded.metadata.season_start)
     result = evaluate(loaded, data, args.plots, args.threshold, args.device)
     print(f"model {loaded.metadata.version} on {data.name} ({len(data)} samples)")
-    print(format_report(result, loaded.metadata.season_start))
+    print(format_report(result, loaded.metadata.season_start, loaded.metadata.time_unit))
     return 0

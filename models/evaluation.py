@@ -45,21 +45,24 @@ def evaluate(loaded: LoadedModel, data: SeriesSet, plot_dir: Path | None = None,
                       per_class_stop_day(predictions, meta.class_names), predictions, plots)
 
 
-def stop_date(season_start: str | None, day: float) -> str:
-    """Day of season -> "MM-DD" when the season has a calendar start, else "step N"."""
+def stop_date(season_start: str | None, day: float, time_unit: str = "day") -> str:
+    """Day of season -> "MM-DD" when the season has a calendar start, else "day N" (samples
+    with seasons of their own) or "step N" (series without dates)."""
     if season_start is None:
-        return f"step {day:.0f}"
+        return f"{time_unit} {day:.0f}"
     month, dom = (int(p) for p in season_start.split("-"))
     return (date(2001, month, dom) + timedelta(days=round(day))).strftime("%m-%d")
 
 
-def format_report(evaluation: Evaluation, season_start: str | None) -> str:
+def format_report(evaluation: Evaluation, season_start: str | None,
+                  time_unit: str = "day") -> str:
     lines = ["metric            deterministic   sampled (reference rule)"]
     for key, value in evaluation.metrics.items():
         lines.append(f"{key:<17} {value:>13.4f}   {evaluation.sampled_metrics[key]:>8.4f}")
-    lines += ["", "class                      mean stop (day of season, date)"]
+    where = "step" if time_unit == "step" else "day of season, date"
+    lines += ["", f"class                      mean stop ({where})"]
     for name, day in evaluation.stop_day_by_class.items():
-        lines.append(f"{name:<26} {day:>6.1f}  {stop_date(season_start, day)}")
+        lines.append(f"{name:<26} {day:>6.1f}  {stop_date(season_start, day, time_unit)}")
     if evaluation.plots:
         lines += ["", "plots: " + ", ".join(str(p) for p in evaluation.plots)]
     return "\n".join(lines)

@@ -32,6 +32,8 @@ class SeriesSet:
         name: where the data came from.
         season_start: the calendar day "MM-DD" every season starts on, or None: series without
             a calendar (UCR), or samples whose own start dates fall on different days.
+        time_unit: what ``days`` counts: "day" (days of season) or "step" (the index of a
+            regular series without dates, as UCR's).
     """
 
     values: np.ndarray
@@ -45,6 +47,7 @@ class SeriesSet:
     name: str
     groups: np.ndarray | None = None
     season_start: str | None = None
+    time_unit: str = "day"
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

@@ -46,12 +46,15 @@ def read_long_format(
         bands: band columns in model order (default: every numeric non-key column, file order).
         class_names: a model's classes; labels outside them are an error naming the sample.
         season_start: "MM-DD" season start used when the file has no ``start_date`` column;
-            the season containing each sample's first date is used.
+            the season containing each sample's first date is used. Without either, the
+            file is refused: a season silently starting on 1 January would run past day 365
+            for a season that crosses the new year.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    # CSV may be compressed (.csv.gz, .csv.bz2, .csv.xz, .csv.zst): pandas infers it
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {missing}; the long format needs "
@@ -110,7 +113,11 @@ def _common_start(starts: pd.Series) -> str | None:
 def _season_starts(frame: pd.DataFrame, season_start: str | None, path: Path) -> pd.Series:
     if season_start is None and "start_date" in frame.columns:
         return pd.to_datetime(frame["start_date"], utc=True)
-    start_text = season_start or "01-01"
+    if season_start is None:
+        raise DatasetError(f"{path}: no start_date column, so the season's start is unknown; "
+                           "add one (the start of each sample's season) or give the day the "
+                           "seasons start on with --season-start MM-DD (e.g. 09-01)")
+    start_text = season_start
     try:
         parse_season_start(start_text)
     except SeasonStartError as exc:

@@ -104,4 +104,4 @@ def read_ucr(name_or_path: str | Path, split: str = "train",
     return SeriesSet(values=values, days=days, lengths=lengths.astype(np.int64), labels=codes,
                      class_names=names, band_names=band_names,
                      sample_ids=np.arange(len(series)), season_length_days=float(steps),
-                     name=f"{path.stem}").validate()
+                     name=f"{path.stem}", time_unit="step").validate()

@@ -80,6 +80,23 @@ def test_long_format_with_a_season_start_instead_of_start_date(tmp_path):
     assert data.days[0, 0] == 13
 
 
+def test_without_a_season_start_the_file_is_refused_not_started_on_new_year(tmp_path):
+    path = tmp_path / "samples.csv"
+    long_frame().drop(columns=["start_date", "end_date"]).to_csv(path, index=False)
+    with pytest.raises(DatasetError, match="no start_date column.*--season-start MM-DD"):
+        read_long_format(path)
+
+
+def test_a_compressed_csv_is_read_like_a_plain_one(tmp_path):
+    plain, packed = tmp_path / "samples.csv", tmp_path / "samples.csv.gz"
+    long_frame().to_csv(plain, index=False)
+    long_frame().to_csv(packed, index=False)          # pandas compresses by the suffix
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    a, b = load_dataset(str(plain)), load_dataset(str(packed))
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.class_names == b.class_names
+
+
 def test_long_format_nan_names_the_sample(tmp_path):
     frame = long_frame()
     frame.loc[(frame.sample_id == 2) & (frame.date == frame.date.iloc[3]), "EVI"] = np.nan
@@ -192,3 +209,13 @@ def test_simulator_clouds_lower_the_valid_fraction():
     sim = ParcelSimulator(500, seed=1, cloud_cover=0.5)
     fractions = np.concatenate([a.valid_fraction for a in sim.acquisitions()])
     assert 0.2 < (fractions < 0.5).mean() < 0.6
+
+
+def test_series_without_dates_count_steps_and_the_report_says_so():
+    from eowatch.models.evaluation import stop_date
+
+    data = load_dataset("ucr:GunPoint")
+    assert data.time_unit == "step" and data.season_start is None
+    assert stop_date(None, 41.2, data.time_unit) == "step 41"
+    assert stop_date(None, 349.0, "day") == "day 349"
+    assert stop_date("09-01", 30.0) == "10-01"

@@ -104,7 +104,13 @@ def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
         assert main(["train", str(data), "--out", str(model), "--epochs", "1", "--hidden", "8",
                      "--no-progress", "--allow-weak"]) == 0
         assert load_artifact(model).metadata.season_start == expected
+        assert load_artifact(model).metadata.time_unit == "day"
     assert "EOWATCH_SEASON_START" in capsys.readouterr().out
+    # seasons of their own: the report counts days of season, not steps
+    assert main(["evaluate", str(model), str(mixed)]) == 0
+    report = capsys.readouterr().out
+    assert "mean stop (day of season, date)" in report
+    assert " day " in report.split("mean stop")[1] and "step" not in report
     # the daemon refuses a model without a season start unless the operator sets one
     with pytest.raises(EowatchError, match="EOWATCH_SEASON_START=MM-DD"):
         make_daemon(tmp_path / "a", "embedded", "t", model_path=model, feeds=())

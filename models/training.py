@@ -6,10 +6,12 @@ import copy
 import logging
 import random
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .datasets.base import SeriesSet
 from .loss import earliness_reward_loss
@@ -100,38 +102,52 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
     x, days, lengths, labels = to_tensors(data, config.device)
     generator = torch.Generator().manual_seed(config.seed)
     best = TrainResult(model=copy.deepcopy(model), best_epoch=-1, best_score=-np.inf)
-    bar = tqdm(range(config.max_epochs), desc="train", unit="epoch", disable=not config.progress)
-    for epoch in bar:
-        model.train()
-        total = 0.0
-        order = torch.randperm(len(data), generator=generator).to(config.device)
-        for batch in order.split(config.batch_size):
-            steps = int(lengths[batch].max())
-            log_probs, p_stop = model(x[batch, :steps], days[batch, :steps])
-            parts = earliness_reward_loss(log_probs, p_stop, labels[batch], lengths[batch],
-                                          config.alpha, config.epsilon)
-            optimizer.zero_grad(set_to_none=True)
-            parts.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            total += float(parts.loss.detach()) * len(batch)
-        predictions = predict(model, validation, config.stop_threshold, config.device)
-        val_score = score(predictions, config.alpha)
-        best_so_far = val_score > best.best_score
-        best.history.append({"epoch": epoch, "loss": total / len(data), "val_score": val_score,
-                             "val_accuracy": predictions.accuracy,
-                             "val_earliness": predictions.earliness})
-        if best_so_far:
-            best.model, best.best_epoch, best.best_score = copy.deepcopy(model), epoch, val_score
-            best.validation = predictions
-        bar.set_postfix(loss=f"{total / len(data):.3f}", val_acc=f"{predictions.accuracy:.3f}",
-                        val_earl=f"{predictions.earliness:.2f}", best=f"{best.best_score:.3f}")
-        if epoch - best.best_epoch >= config.patience:
-            log.info("early stop at epoch %d: no better validation score since epoch %d",
-                     epoch, best.best_epoch)
-            break
+    # log lines go above the bar, not into it
+    with logging_redirect_tqdm(), tqdm(total=config.max_epochs, desc="train", unit="epoch",
+                                       disable=not config.progress) as bar:
+        for epoch in range(config.max_epochs):
+            if _epoch(model, optimizer, x, days, lengths, labels, generator, config, validation,
+                      best, epoch, bar):
+                # an early stop ends the bar at what was done, not stuck part of the way
+                bar.total = epoch + 1
+                bar.refresh()
+                log.info("early stop at epoch %d: no better validation score since epoch %d",
+                         epoch, best.best_epoch)
+                break
     best.model.eval()
     return best
+
+
+def _epoch(model: EarlyClassifier, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+           days: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+           generator: torch.Generator, config: TrainConfig, validation: SeriesSet,
+           best: TrainResult, epoch: int, bar: Any) -> bool:
+    """One epoch of training and its validation; True when training should stop early."""
+    model.train()
+    total = 0.0
+    order = torch.randperm(len(x), generator=generator).to(config.device)
+    for batch in order.split(config.batch_size):
+        steps = int(lengths[batch].max())
+        log_probs, p_stop = model(x[batch, :steps], days[batch, :steps])
+        parts = earliness_reward_loss(log_probs, p_stop, labels[batch], lengths[batch],
+                                      config.alpha, config.epsilon)
+        optimizer.zero_grad(set_to_none=True)
+        parts.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        total += float(parts.loss.detach()) * len(batch)
+    predictions = predict(model, validation, config.stop_threshold, config.device)
+    val_score = score(predictions, config.alpha)
+    best.history.append({"epoch": epoch, "loss": total / len(x), "val_score": val_score,
+                         "val_accuracy": predictions.accuracy,
+                         "val_earliness": predictions.earliness})
+    if val_score > best.best_score:
+        best.model, best.best_epoch, best.best_score = copy.deepcopy(model), epoch, val_score
+        best.validation = predictions
+    bar.update(1)
+    bar.set_postfix(loss=f"{total / len(x):.3f}", val_acc=f"{predictions.accuracy:.3f}",
+                    val_earl=f"{predictions.earliness:.2f}", best=f"{best.best_score:.3f}")
+    return epoch - best.best_epoch >= config.patience
 
 
 @dataclass(frozen=True)

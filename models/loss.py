@@ -84,3 +84,12 @@ def earliness_reward_loss(
     earliness_reward = (reward * mask).sum(1).mean()
     loss = alpha * classification - (1.0 - alpha) * earliness_reward
     return LossParts(loss, classification, earliness_reward)
+
+
+def every_step_cross_entropy(log_probs: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:
+    """The classifier's loss alone: the mean negative log-likelihood of the true class over
+    every valid step (the warm-up before the earliness reward counts)."""
+    steps = log_probs.shape[1]
+    mask = valid_mask(lengths, steps).to(log_probs.dtype)
+    nll = -log_probs.gather(2, targets[:, None, None].expand(-1, steps, 1))[..., 0]
+    return ((nll * mask).sum(1) / mask.sum(1)).mean()

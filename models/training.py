@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .datasets.base import SeriesSet
-from .loss import earliness_reward_loss
+from .loss import earliness_reward_loss, every_step_cross_entropy
 from .metrics import Predictions, predict, score
 from .network import Architecture, EarlyClassifier
 
@@ -33,6 +33,10 @@ class TrainConfig:
     batch_size: int = 64
     max_epochs: int = 200
     patience: int = 30           # epochs without a better validation score
+    # epochs that train the classifier alone (cross-entropy at every step) before the
+    # earliness reward counts: a stopping head that learns before the classifier has learnt
+    # anything can only learn to stop at once; model choice and patience start after them
+    warmup_epochs: int = 0
     validation_fraction: float = 0.2
     stop_threshold: float = 0.5
     seed: int = 0
@@ -129,25 +133,29 @@ def _epoch(model: EarlyClassifier, optimizer: torch.optim.Optimizer, x: torch.Te
     for batch in order.split(config.batch_size):
         steps = int(lengths[batch].max())
         log_probs, p_stop = model(x[batch, :steps], days[batch, :steps])
-        parts = earliness_reward_loss(log_probs, p_stop, labels[batch], lengths[batch],
-                                      config.alpha, config.epsilon)
+        if epoch < config.warmup_epochs:
+            loss = every_step_cross_entropy(log_probs, labels[batch], lengths[batch])
+        else:
+            loss = earliness_reward_loss(log_probs, p_stop, labels[batch], lengths[batch],
+                                         config.alpha, config.epsilon).loss
         optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
-        total += float(parts.loss.detach()) * len(batch)
+        total += float(loss.detach()) * len(batch)
     predictions = predict(model, validation, config.stop_threshold, config.device)
     val_score = score(predictions, config.alpha)
     best.history.append({"epoch": epoch, "loss": total / len(x), "val_score": val_score,
                          "val_accuracy": predictions.accuracy,
                          "val_earliness": predictions.earliness})
-    if val_score > best.best_score:
+    if epoch >= config.warmup_epochs and val_score > best.best_score:
         best.model, best.best_epoch, best.best_score = copy.deepcopy(model), epoch, val_score
         best.validation = predictions
     bar.update(1)
     bar.set_postfix(loss=f"{total / len(x):.3f}", val_acc=f"{predictions.accuracy:.3f}",
                     val_earl=f"{predictions.earliness:.2f}", best=f"{best.best_score:.3f}")
-    return epoch - best.best_epoch >= config.patience
+    # patience counts from the end of the warm-up
+    return epoch - max(best.best_epoch, config.warmup_epochs - 1) >= config.patience
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,10 @@ def check_training(result: TrainResult, data: SeriesSet, validation: SeriesSet,
     if accuracy < neighbour - BASELINE_MARGIN:
         problems.append(f"validation accuracy {accuracy:.3f} is far below a nearest neighbour "
                         f"reading whole series ({neighbour:.3f})")
-    if result.best_epoch <= 0:
+    if config.warmup_epochs and result.best_epoch < config.warmup_epochs:
+        problems.append(f"no epoch after the {config.warmup_epochs} warm-up epochs was chosen: "
+                        "the earliness training never ran; raise --epochs")
+    elif result.best_epoch <= 0:
         problems.append("the best epoch is the first: the model kept its initial weights")
     epochs = len(result.history)
     if epochs >= config.max_epochs and result.best_epoch == epochs - 1:

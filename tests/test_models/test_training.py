@@ -145,3 +145,21 @@ def test_an_early_stop_is_logged_on_its_own_line_and_ends_the_bar(capfd):
     assert len(stop) == 1 and stop[0].startswith("INFO early stop")   # a line of its own
     bars = [p for p in pieces if p.startswith("train:")]
     assert "100%" in bars[-1] and "200/200" not in bars[-1]
+
+
+def test_a_warm_up_trains_the_classifier_before_the_earliness_reward_counts():
+    from eowatch.models.training import check_training
+
+    data = ParcelSimulator(160, seed=4).series()
+    result = train(data, TrainConfig(max_epochs=6, warmup_epochs=3, patience=50,
+                                     hidden_size=8, progress=False))
+    assert len(result.history) == 6 and result.best_epoch >= 3   # chosen after the warm-up
+    # the warm-up's loss is the classifier's cross-entropy: positive, unlike the reward's
+    assert all(h["loss"] > 0 for h in result.history[:3])
+    # a run that never leaves its warm-up is named, not written
+    never = train(data, TrainConfig(max_epochs=2, warmup_epochs=2, hidden_size=8,
+                                    progress=False))
+    assert never.best_epoch == -1
+    check = check_training(never, data, data.subset(range(40)),
+                           TrainConfig(max_epochs=2, warmup_epochs=2))
+    assert any("warm-up" in p for p in check.problems)

@@ -1,11 +1,12 @@
-"""The `eowatch train` and `eowatch evaluate` commands."""
+"""The `eowatch train`, `eowatch tune` and `eowatch evaluate` commands."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from eowatch.seasons import SeasonStartError, check_season_start
 from eowatch.settings import comma_list
@@ -22,42 +23,37 @@ DATA_HELP = ("dataset: a long-format .parquet/.csv/.csv.gz file, a UCR .ts/.txt 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train an early-classification model",
                             description="Train an ELECTS model and write its artifact.")
-    p.add_argument("data", help=DATA_HELP)
-    p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
     p.add_argument("--validation", help="validation dataset (default: a stratified split)")
     p.add_argument("--alpha", type=float, default=0.8,
                    help="weight of accuracy against earliness in the loss (default 0.8)")
-    p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
-    p.add_argument("--patience", type=int, default=30,
-                   help="stop after this many epochs without a better validation score")
     p.add_argument("--warmup", type=int, default=0,
                    help="epochs that train the classifier alone before the earliness reward "
                    "counts (default 0)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
     p.add_argument("--layers", type=int, default=2, help="LSTM layers")
     p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="stop when the stopping probability reaches this (default 0.5)")
-    p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
-    p.add_argument("--bands", type=comma_list,
-                   help="comma-separated bands to train on, in model order (default: all)")
-    p.add_argument("--season-start", type=_season_start,
-                   help="season start MM-DD: the day every season starts on (default: the "
-                   "data's, e.g. a long-format file's start_date, else 01-01); recorded in the "
-                   "artifact, the daemon counts days of season from it")
-    p.add_argument("--version", help="model version string (default: derived from the data)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--allow-weak", action="store_true",
-                   help="write the model even when the training checks find it weak (no better "
-                   "than the majority class, far below a 1-NN on whole series, best epoch the "
-                   "first, or stopped at --epochs while improving)")
+    _model_arguments(p)
     p.set_defaults(handler=run_train)
+
+    t = commands.add_parser(
+        "tune", help="search the training settings, then train with the best",
+        description="Search the training settings (learning rate, weight decay, hidden size, "
+        "layers, dropout, the loss's alpha, the warm-up) with Optuna's TPE sampler, scoring "
+        "each trial as alpha*accuracy + (1-alpha)*(1-earliness) over k folds; print the table "
+        "of trials, then train with the best settings and write the model as `eowatch train` "
+        "does.")
+    t.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
+    t.add_argument("--folds", type=int, default=3,
+                   help="folds per trial (default 3; 1: one 80/20 split)")
+    t.add_argument("--alpha", type=float, default=0.8,
+                   help="weight of accuracy against earliness in the score (default 0.8)")
+    t.add_argument("--epochs", type=int, default=100,
+                   help="maximum epochs of each trial and of the final model (default 100)")
+    _model_arguments(t)
+    t.set_defaults(handler=run_tune)
 
     e = commands.add_parser("evaluate", help="metrics and plots of a model on a dataset",
                             description="Print accuracy, kappa, macro-F1, earliness, their "
@@ -71,6 +67,33 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=run_evaluate)
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments `train` and `tune` share: the data, the output and the model's card."""
+    p.add_argument("data", help=DATA_HELP)
+    p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
+    p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=30,
+                   help="stop after this many epochs without a better validation score")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="stop when the stopping probability reaches this (default 0.5)")
+    p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
+    p.add_argument("--bands", type=comma_list,
+                   help="comma-separated bands to train on, in model order (default: all)")
+    p.add_argument("--season-start", type=_season_start,
+                   help="season start MM-DD: the day every season starts on (default: the "
+                   "data's, a long-format file's start_date); recorded in the artifact, the "
+                   "daemon counts days of season from it")
+    p.add_argument("--version", help="model version string (default: derived from the data)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-weak", action="store_true",
+                   help="write the model even when the training checks find it weak (no better "
+                   "than the majority class, far below a 1-NN on whole series, best epoch the "
+                   "first, or stopped at --epochs while improving)")
+
+
 def _season_start(text: str) -> str:
     try:
         return str(check_season_start(text))
@@ -79,9 +102,7 @@ def _season_start(text: str) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .artifact import ModelMetadata, save_artifact
-    from .metrics import summary
-    from .training import TrainConfig, check_training, split_validation, train
+    from .training import TrainConfig
 
     data = load_dataset(args.data, split="train", bands=args.bands,
                         season_start=args.season_start)
@@ -96,6 +117,34 @@ def run_train(args: argparse.Namespace) -> int:
                          patience=args.patience, warmup_epochs=args.warmup,
                          stop_threshold=args.threshold, seed=args.seed, device=args.device,
                          progress=not args.no_progress)
+    return write_model(args, data, validation, config)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from .training import TrainConfig
+    from .tuning import trials_table, tune
+
+    data = load_dataset(args.data, split="train", bands=args.bands,
+                        season_start=args.season_start)
+    base = TrainConfig(epsilon=args.epsilon, batch_size=args.batch_size,
+                       max_epochs=args.epochs, patience=args.patience,
+                       stop_threshold=args.threshold, seed=args.seed, device=args.device,
+                       progress=not args.no_progress)
+    best, trials = tune(data, args.trials, args.folds, base, args.alpha, args.seed,
+                        progress=not args.no_progress)
+    print(trials_table(trials))
+    print("best: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in best.items()))
+    config = replace(base, **best, score_alpha=args.alpha)
+    return write_model(args, data, None, config)
+
+
+def write_model(args: argparse.Namespace, data: Any, validation: Any, config: Any) -> int:
+    """Train with ``config``, check the model, and write it (unless weak and not allowed)."""
+    from .artifact import ModelMetadata, save_artifact
+    from .metrics import summary
+    from .training import check_training, split_validation, train
+
     if validation is None:
         data, validation = split_validation(data, config.validation_fraction, config.seed)
     result = train(data, config, validation)
@@ -118,10 +167,10 @@ def run_train(args: argparse.Namespace) -> int:
               "EOWATCH_SEASON_START=MM-DD, or retrain with --season-start")
     model = result.model.cpu()
     metadata = ModelMetadata(
-        version=args.version or f"{data.name}-a{args.alpha:g}-s{args.seed}-{fingerprint[:8]}",
+        version=args.version or f"{data.name}-a{config.alpha:g}-s{args.seed}-{fingerprint[:8]}",
         feed=args.feed, band_names=data.band_names, class_names=data.class_names,
         band_mean=tuple(model.band_mean.tolist()), band_std=tuple(model.band_std.tolist()),
-        architecture=asdict(model.arch), alpha=args.alpha, epsilon=args.epsilon,
+        architecture=asdict(model.arch), alpha=config.alpha, epsilon=args.epsilon,
         stop_threshold=args.threshold, season_length_days=data.season_length_days,
         season_start=season_start, time_unit=data.time_unit,
         description=("trained on simulated data" if data.name.startswith("simulated") else ""),

@@ -37,6 +37,9 @@ class TrainConfig:
     # earliness reward counts: a stopping head that learns before the classifier has learnt
     # anything can only learn to stop at once; model choice and patience start after them
     warmup_epochs: int = 0
+    # the α of the score that chooses the epoch (default the loss's): `eowatch tune` searches
+    # the loss's α and keeps the user's for the choice
+    score_alpha: float | None = None
     validation_fraction: float = 0.2
     stop_threshold: float = 0.5
     seed: int = 0
@@ -144,7 +147,8 @@ def _epoch(model: EarlyClassifier, optimizer: torch.optim.Optimizer, x: torch.Te
         optimizer.step()
         total += float(loss.detach()) * len(batch)
     predictions = predict(model, validation, config.stop_threshold, config.device)
-    val_score = score(predictions, config.alpha)
+    val_score = score(predictions, config.alpha if config.score_alpha is None
+                      else config.score_alpha)
     best.history.append({"epoch": epoch, "loss": total / len(x), "val_score": val_score,
                          "val_accuracy": predictions.accuracy,
                          "val_earliness": predictions.earliness})

@@ -17,6 +17,7 @@ import torch
 
 from eowatch.contract.messages import Decision, decision_id
 from eowatch.models.artifact import LoadedModel
+from eowatch.models.calibration import calibrate
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class CropModel:
         self.band_names, self.output_names = meta.band_names, meta.class_names
         self.state_shape = tuple(self.net.state_shape)
         self.threshold = stop_threshold or meta.stop_threshold
+        self.temperature = meta.temperature   # decisions carry calibrated probabilities
 
     def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros((n, *self.state_shape), device=device, dtype=dtype)
@@ -85,7 +87,7 @@ class CropModel:
 
     def decide(self, decided: Decided) -> list[Decision]:
         names = self.output_names
-        probabilities = np.exp(decided.outputs.astype(np.float64)).round(6).tolist()
+        probabilities = calibrate(decided.outputs, self.temperature).round(6).tolist()
         classes = np.argmax(decided.outputs, axis=1).tolist()
         p_stop = decided.scores.astype(np.float64).round(6).tolist()
         return [Decision(

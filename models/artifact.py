@@ -51,6 +51,13 @@ class ModelMetadata:
     season_length_days: float = 365.0
     season_start: str | None = None  # "MM-DD"; None for series without a calendar (UCR)
     time_unit: str = "day"           # what the time input counts: "day" or "step" (UCR)
+    # how decisions' probabilities are calibrated: {"method": "temperature", "temperature": T,
+    # "ece_before", "ece_after", "fitted_on"}; empty: they are the network's as they are
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data name and sha256, seed, epochs
     metrics: dict[str, Any] = field(default_factory=dict)

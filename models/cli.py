@@ -149,6 +149,11 @@ def write_model(args: argparse.Namespace, data: Any, validation: Any, config: An
         data, validation = split_validation(data, config.validation_fraction, config.seed)
     result = train(data, config, validation)
     check = check_training(result, data, validation, config)
+    calibration = fit_calibration(result.validation) if result.validation else {}
+    if calibration:
+        print(f"calibration: temperature {calibration['temperature']:.3f}, expected "
+              f"calibration error on the validation split {calibration['ece_before']:.3f} -> "
+              f"{calibration['ece_after']:.3f}")
     print(f"validation accuracy {check.accuracy:.3f}; majority class {check.majority:.3f}; "
           f"1-NN on whole series {check.nearest_neighbour:.3f}")
     if check.problems:
@@ -177,11 +182,29 @@ def write_model(args: argparse.Namespace, data: Any, validation: Any, config: An
         training={"data": data.name, "data_sha256": fingerprint, "samples": len(data),
                   "best_epoch": result.best_epoch, "config": config.to_dict(),
                   "checks": check.to_dict()},
-        metrics={"validation": metrics})
+        metrics={"validation": metrics}, calibration=calibration)
     path = save_artifact(args.out, model, metadata)
     print(f"wrote {path} (model {metadata.version}); validation: "
           + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return 0
+
+
+def fit_calibration(validation: Any) -> dict[str, Any]:
+    """Temperature scaling of the decisions on the validation split (models/calibration.py)."""
+    from .calibration import (
+        calibrate,
+        decision_log_probs,
+        expected_calibration_error,
+        fit_temperature,
+    )
+
+    log_probs, labels = decision_log_probs(validation), validation.truth
+    temperature = fit_temperature(log_probs, labels)
+    return {"method": "temperature", "temperature": round(temperature, 6),
+            "ece_before": round(expected_calibration_error(calibrate(log_probs, 1.0), labels), 6),
+            "ece_after": round(expected_calibration_error(calibrate(log_probs, temperature),
+                                                          labels), 6),
+            "fitted_on": "validation"}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

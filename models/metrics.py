@@ -101,8 +101,3 @@ def summary(predictions: Predictions, alpha: float) -> dict[str, float]:
             "season_fraction": predictions.season_fraction,
             "harmonic_mean": predictions.harmonic_mean, "score": score(predictions, alpha)}
 
-
-def per_class_stop_day(predictions: Predictions, class_names: tuple[str, ...]) -> dict[str, float]:
-    """Mean day of season at the decision, per true class."""
-    return {name: float(predictions.stop_day[predictions.truth == k].mean())
-            for k, name in enumerate(class_names) if (predictions.truth == k).any()}

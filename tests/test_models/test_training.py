@@ -109,8 +109,9 @@ def test_the_artifact_records_the_season_its_data_started_on(tmp_path, capsys):
     # seasons of their own: the report counts days of season, not steps
     assert main(["evaluate", str(model), str(mixed)]) == 0
     report = capsys.readouterr().out
-    assert "mean stop (day of season, date)" in report
-    assert " day " in report.split("mean stop")[1] and "step" not in report
+    assert "decision day of season: median" in report
+    table = report.split("observed season")[1]
+    assert " day " in table and "step" not in table
     # the daemon refuses a model without a season start unless the operator sets one
     with pytest.raises(EowatchError, match="EOWATCH_SEASON_START=MM-DD"):
         make_daemon(tmp_path / "a", "embedded", "t", model_path=model, feeds=())

@@ -4,7 +4,10 @@ Data: ../shared/data/matogrosso_mod13q1_7classes_1837.parquet (or --data), 23 da
 For each loss α: accuracy, kappa, macro-F1 and the mean fraction of the season observed at the
 decision, mean ± std over folds; in the same folds, a random forest on the first k dates.
 Folds are stratified at random (as published) and grouped by location (samples sharing a
-location never straddle train and test). Usage: python bench/crops.py [--alphas 0.5,0.7,0.9]
+location never straddle train and test). With --plot, one figure of the accuracy-versus-
+earliness frontier: each ELECTS model read at several stopping thresholds (the frontier it
+offers) against the random forest's fixed-date curve, per fold scheme.
+Usage: python bench/crops.py [--alphas 0.5,0.7,0.9] [--plot frontier.png]
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from eowatch.models.training import TrainConfig, split_validation, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "data" / "matogrosso_mod13q1_7classes_1837.parquet"
-RF_DATES = (4, 8, 12, 16, 23)
+RF_DATES = (4, 6, 8, 10, 12, 14, 16, 23)
+THRESHOLDS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95)   # the stopping rule's, read on each model
 
 
 def folds(data, grouped: bool, seed: int = 0):
@@ -54,7 +58,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--schemes", default="random,grouped")
+    parser.add_argument("--plot", type=Path, help="write the frontier figure (PNG) here")
     args = parser.parse_args()
+    frontier: dict[str, dict] = {}
     torch.set_num_threads(args.threads)
     data = read_long_format(args.data)
     alphas = [float(a) for a in args.alphas.split(",")]
@@ -64,6 +70,7 @@ def main() -> None:
     for scheme in args.schemes.split(","):
         splits = folds(data, grouped=scheme == "grouped")
         rows, forest_rows = [], []
+        points: dict[tuple[float, float], list[tuple[float, float]]] = {}
         for alpha in alphas:
             metrics: dict[str, list[float]] = {k: [] for k in
                                                ("acc", "kappa", "f1", "earl", "season")}
@@ -73,6 +80,10 @@ def main() -> None:
                                      seed=fold, progress=False)
                 model = train(fit, config, validation).model
                 p = predict(model, data.subset(test_idx))
+                for threshold in THRESHOLDS:
+                    q = predict(model, data.subset(test_idx), threshold)
+                    points.setdefault((alpha, threshold), []).append(
+                        (q.season_fraction, q.accuracy))
                 for key, value in (("acc", p.accuracy), ("kappa", p.kappa), ("f1", p.macro_f1),
                                    ("earl", p.earliness), ("season", p.season_fraction)):
                     metrics[key].append(value)
@@ -81,10 +92,13 @@ def main() -> None:
                          mean_std(metrics["season"])])
             print(f"  [{scheme}] α={alpha} done after {time.perf_counter() - start:.0f} s",
                   flush=True)
+        forest = []
         for dates in RF_DATES:
             accuracy = [random_forest(data, tr, te, dates, seed=i)
                         for i, (tr, te) in enumerate(splits)]
             forest_rows.append([dates, f"{dates / data.max_length:.2f}", mean_std(accuracy)])
+            forest.append((dates / data.max_length, float(np.mean(accuracy))))
+        frontier[scheme] = {"elects": points, "forest": forest}
         print(f"\n{scheme} 5-fold: ELECTS LSTM, deterministic stop (δ ≥ 0.5)")
         print_table(["loss α", "accuracy", "kappa", "macro-F1", "observed at decision",
                      "season elapsed"], rows)
@@ -92,6 +106,44 @@ def main() -> None:
         print_table(["k dates", "of season", "accuracy"], forest_rows)
         print()
     print(f"total {time.perf_counter() - start:.0f} s")
+    if args.plot:
+        print(f"frontier: {plot_frontier(frontier, args.plot)}")
+
+
+def plot_frontier(frontier: dict[str, dict], path: Path) -> Path:
+    """Accuracy against the fraction of the season observed at the decision: each (α,
+    threshold) of ELECTS as its mean over the folds, their upper envelope, and the forest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(frontier), figsize=(5.2 * len(frontier), 4.2),
+                             squeeze=False)
+    for ax, (scheme, found) in zip(axes[0], frontier.items(), strict=True):
+        every = np.array([np.mean(pts, axis=0) for pts in found["elects"].values()])
+        ax.scatter(every[:, 0], every[:, 1], s=14, alpha=0.6, color="tab:blue",
+                   label="ELECTS (each α and threshold, mean of folds)")
+        ordered = sorted(every.tolist())
+        best, upper = -1.0, []
+        for x, y in ordered:            # the upper envelope: the frontier it offers
+            if y > best:
+                best = y
+                upper.append((x, y))
+        ax.plot(*zip(*upper, strict=True), color="tab:blue", lw=2, label="ELECTS frontier")
+        fx, fy = zip(*found["forest"], strict=True)
+        ax.plot(fx, fy, "s--", color="tab:orange", label="random forest on the first k dates")
+        ax.set_title(f"Mato Grosso, {scheme} 5-fold")
+        ax.set_xlabel("fraction of the season observed at the decision")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -285,9 +285,9 @@ def observe_area(event: np.ndarray, area_id: str, observed_at: float, status: np
     ``flood.updated``, ``flood.closed``). A weather-satellite verdict opens an event flagged
     ``confirmed: false``; the next radar or optical verdict confirms it (``flood.confirmed``)
     or withdraws it (``flood.withdrawn``); until then weather satellites update it, and withdraw
-    it when they no longer see it.
-    Once confirmed, the 40 m evidence alone reports the extent and closes it. A
-    weather-satellite scene older than the last radar or optical verdict changes no event."""
+    it when they no longer see it. Once confirmed, the 40 m evidence alone reports the extent
+    and closes it. A weather-satellite scene older than the last radar or optical verdict
+    changes no event."""
     geo = evidence == GEOSTATIONARY
     if geo and observed_at < event[LAST_FINE]:
         event[LAST_GEO] = observed_at

@@ -267,11 +267,12 @@ def fusion_run(floods: tuple[Flood, ...], seed: int, geostationary: bool,
                               if at(a) >= learnt)}
 
 
-def fusion(seeds: int) -> None:
+def fusion(seeds: int, interval_minutes: float = 60.0) -> None:
     rows = []
     for name, floods in SCENARIOS.items():
         for geostationary in (False, True):
-            results = [fusion_run(floods, seed, geostationary) for seed in range(seeds)]
+            results = [fusion_run(floods, seed, geostationary, interval_minutes)
+                       for seed in range(seeds)]
             delays = [r["delay_h"] for r in results]
             rows.append([name, "S1 + geostationary" if geostationary else "S1 alone",
                          f"{np.median(delays):.1f}" if floods else "—",
@@ -350,12 +351,15 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="skip the scenarios")
     parser.add_argument("--fusion-only", action="store_true",
                         help="only Sentinel-1 alone against Sentinel-1 with geostationary scenes")
+    parser.add_argument("--geo-minutes", type=float, default=60.0,
+                        help="minutes between simulated weather-satellite scenes (the imagers "
+                        "scan every 10-15)")
     args = parser.parse_args()
     if args.speed_only:
         speed()
         return
     if args.fusion_only:
-        fusion(args.seeds)
+        fusion(args.seeds, args.geo_minutes)
         return
     rows = []
     for name, floods in SCENARIOS.items():
@@ -371,7 +375,7 @@ def main() -> None:
     print_table(["scenario", "CSI", "user's", "producer's", "Otsu CSI",
                  "days to open (max)", "false events / area-year", "cells/s"], rows)
     print()
-    fusion(args.seeds)
+    fusion(args.seeds, args.geo_minutes)
     print()
     speed()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .datasets.base import SeriesSet
 from .metrics import score
@@ -88,7 +89,8 @@ def tune(data: SeriesSet, trials: int, folds: int, base: TrainConfig, score_alph
                 raise optuna.TrialPruned()
         return float(np.mean(scores))
 
-    with tqdm(total=trials, desc="tune", unit="trial", disable=not progress) as bar:
+    with logging_redirect_tqdm(), tqdm(total=trials, desc="tune", unit="trial",
+                                       disable=not progress) as bar:
         def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             bar.update(1)
             if study.best_trials:

@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +134,11 @@ def crop_ceiling(batch: int, seconds: float = 2.0) -> float:
 
 def processor_speed(areas: int, seconds: float = 3.0) -> tuple[float, int]:
     """Cells per second through the daemon's flood processor, on the simulated radar feed's
-    floodplains (a season of acquisitions, areas × 4,800 cells each)."""
+    floodplains (a season of acquisitions, areas × 4,800 cells each), their coarse cells
+    observed by weather-satellite scenes first, so that each radar wave reads their priors."""
+    from eowatch.adapters.simulated_geo import SimulatedGeoFeed
     from eowatch.adapters.simulated_s1 import SimulatedRadarFeed
-    from eowatch.cells import cell_rows
+    from eowatch.cells import area_cell_rows, cell_rows, coarse_grid
     from eowatch.contract.feeds import chunks_by_shard
     from eowatch.daemon.areas import AreaProcessor
     from eowatch.daemon.bus.base import Record
@@ -150,13 +152,22 @@ def processor_speed(areas: int, seconds: float = 3.0) -> tuple[float, int]:
             return None
 
     feed = SimulatedRadarFeed(Host(), areas, 0, 64, 1.0, 2025, 2, (SimFlood(200, 30, 8),))
+    stored = {g.area_id: area_cell_rows(g, 64) for g in feed.grids}   # with coarse grids
     rows = [r for grid in feed.grids for r in cell_rows(grid, 64)]
+    rows += [r for grid in feed.grids for r in cell_rows(coarse_grid(grid), 64)]
     registry = TargetRegistry(lambda: ([r["id"] for r in rows], [r["shard"] for r in rows],
                                        [None] * len(rows)))
-    areas = {g.area_id: (g.definition(), g.count) for g in feed.grids}
+    areas = {g.area_id: (stored[g.area_id][0], g.count) for g in feed.grids}
     processor = AreaProcessor(registry, Metrics(), 0.5, areas.__getitem__)
-    ids = np.array([r["id"] for r in rows], dtype=object)
-    shards = np.array([r["shard"] for r in rows])
+    # weather-satellite scenes first: the radar's waves then read the coarse cells' priors
+    geo = SimulatedGeoFeed(Host(), len(feed.grids), 0, 64, 1.0, 2025, 2, (), 60.0)
+    scene_times = geo.scenes[0].times(geo.start, geo.start + timedelta(days=2))
+    for k, at in enumerate(scene_times[:8]):
+        processor.process([(Record("g", 0, k, None, b""), c) for c in geo.chunks(at)],
+                          BatchOutput())
+    fine = [r for r in rows if "#" not in r["id"]]
+    ids = np.array([r["id"] for r in fine], dtype=object)
+    shards = np.array([r["shard"] for r in fine])
     events = feed._events(0)
     chunks = []
     for day, orbit in events:

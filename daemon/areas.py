@@ -205,16 +205,20 @@ class AreaProcessor(Processor):
         has = place[:, 4] >= 0
         if not has.any():
             return prior
-        keys, inverse = np.unique(place[has][:, [0, 4]], axis=0, return_inverse=True)
+        # one key per (area, coarse cell): a 1-D unique is far cheaper than a row-wise one
+        keys, inverse = np.unique((place[has, 0] << 32) | place[has, 4], return_inverse=True)
         ids = []
-        for code, flat in keys.tolist():
-            area = self.area_names[code]
+        for key in keys.tolist():
+            area, flat = self.area_names[key >> 32], key & 0xFFFFFFFF
             cols = self.areas_known[area][0]["coarse"]["cols"]  # type: ignore[index]
             ids.append(f"{area}{COARSE}/{flat // cols}-{flat % cols}")
         found = self.table.lookup(np.array(ids, dtype=object))
-        packed = np.full((len(keys), flood.STATE_WIDTH), np.nan)
-        packed[found >= 0] = self.table.state.numpy()[found[found >= 0]]
-        prior[has] = flood_geo.prior(packed[inverse.ravel()], times[has])
+        if not (found >= 0).any():
+            return prior          # no coarse cell observed yet: the uninformed prior
+        columns = np.full((len(keys), len(flood_geo.PRIOR_COLUMNS)), np.nan)
+        columns[found >= 0] = self.table.state.numpy()[found[found >= 0]][
+            :, flood_geo.PRIOR_COLUMNS]
+        prior[has] = flood_geo.prior(columns[inverse.ravel()], times[has])
         return prior
 
     def tables(self) -> dict[str, StateTable]:

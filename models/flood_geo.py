@@ -160,13 +160,12 @@ def step(packed: np.ndarray, cells: np.ndarray, sensor: np.ndarray, index: np.nd
     return status, share
 
 
-def prior(packed: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The flood prior a 40 m cell takes from its coarse cell (a row of ``packed``; NaN rows:
-    none) at time ``at`` (unix seconds)."""
-    result = np.full(len(packed), flood.PRIOR)
-    known = np.isfinite(packed[:, FLOODED])
-    rows = packed[known]
-    recent = (rows[:, FLOODED] > 0) & (np.abs(at[known] - rows[:, SEEN_AT])
-                                        <= PRIOR_HOURS * 3600)
-    result[np.flatnonzero(known)[recent]] = np.maximum(flood.PRIOR, rows[recent, FRACTION])
-    return np.minimum(result, 0.95)
+PRIOR_COLUMNS = [FLOODED, SEEN_AT, FRACTION]   # what the prior reads of a coarse cell
+
+
+def prior(columns: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The flood prior a 40 m cell takes from its coarse cell at time ``at`` (unix seconds):
+    ``columns`` [n, 3] are the coarse cell's PRIOR_COLUMNS (NaN rows: no coarse cell)."""
+    flooded, seen_at, fraction = columns.T
+    recent = (flooded > 0) & (np.abs(at - seen_at) <= PRIOR_HOURS * 3600)  # NaN: False
+    return np.minimum(np.where(recent, np.maximum(flood.PRIOR, fraction), flood.PRIOR), 0.95)

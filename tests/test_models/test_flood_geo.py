@@ -67,7 +67,8 @@ def test_a_flooded_coarse_cell_raises_the_radar_prior_for_a_while():
     scenes(packed, 0.1, at=200 * HOUR)
     scenes(packed, 0.1, at=203 * HOUR)                    # all three flooded, share 0.5
     rows = np.vstack([packed[:2], np.full((1, flood.STATE_WIDTH), np.nan)])  # 3rd: no coarse
-    prior = flood_geo.prior(rows, np.array([210 * HOUR, 400 * HOUR, 210 * HOUR]))
+    prior = flood_geo.prior(rows[:, flood_geo.PRIOR_COLUMNS],
+                            np.array([210 * HOUR, 400 * HOUR, 210 * HOUR]))
     assert abs(prior[0] - 0.5) < 1e-9 or prior[0] > 0.5
     assert prior[0] == max(0.5, packed[0, flood_geo.FRACTION])
     assert prior[1] == flood.PRIOR and prior[2] == flood.PRIOR  # too old; no coarse cell

@@ -115,8 +115,12 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
         row, cells = area_cells(area_id)
         latest = store.list_alerts(area=area_id, limit=1, newest_first=True).items
         event = latest[0] if latest and latest[0]["kind"] not in flood.ENDED else None
+        grid = row["grid"]
+        coarse = (AreaCells.of(store, area_id, grid["coarse"], coarse=True)
+                  .coarse_summary(grid["size"]) if "coarse" in grid else None)
         return {"id": area_id, "name": row["name"], "source": row["source"],
                 "geometry": json.loads(row["geometry"]), **cells.summary(),
+                "weather_satellites": coarse,
                 "open_event": None if event is None else {
                     "event_id": event["event_id"], "last_alert": event}}
 

@@ -35,8 +35,11 @@ class AreaCells:
     p_flood: np.ndarray
 
     @classmethod
-    def of(cls, store: Store, area_id: str, grid: dict[str, Any]) -> AreaCells:
-        _, rows, cols, data = store.area_states(FloodModel.key, area_id)
+    def of(cls, store: Store, area_id: str, grid: dict[str, Any],
+           coarse: bool = False) -> AreaCells:
+        """The area's 40 m cells, or (``coarse``) its weather-satellite cells with ``grid``
+        their grid definition."""
+        _, rows, cols, data = store.area_states(FloodModel.key, area_id, coarse)
         status = np.full(len(rows), UNOBSERVED, np.int64)
         p = np.zeros(len(rows))
         have = np.array([d is not None for d in data], bool)
@@ -58,6 +61,16 @@ class AreaCells:
         return {"cells": len(self.status), "cell_size_m": self.grid["size"],
                 "by_status": {name: {"cells": n, "km2": round(n * km2, 4)}
                               for name, n in counts.items()}}
+
+    def coarse_summary(self, fine_size: float) -> dict[str, Any]:
+        """The weather satellites' view (coarse cells): cells by their last status, and the
+        flooded km² of the area they estimate (each flooded cell's share × the area's km²
+        under it, ``fine_size`` the side of the area's cells in metres)."""
+        counts = np.asarray(self.grid["fine_cells"])[self.rows, self.cols]
+        fine_km2 = (fine_size / 1000) ** 2
+        wet = self.status == flood.FLOODED
+        return {**self.summary(),
+                "flooded_km2": round(float((self.p_flood * counts * fine_km2)[wet].sum()), 4)}
 
     def flooded_extent(self) -> dict[str, Any]:
         wet = self.status == flood.FLOODED

@@ -462,16 +462,16 @@ class Store(WebhookStore):
         area["grid"] = json.loads(area["grid"]) if area["grid"] else None
         return area
 
-    def area_states(self, model: str, area_id: str
+    def area_states(self, model: str, area_id: str, coarse: bool = False
                     ) -> tuple[list[str], list[int], list[int], list[bytes | None]]:
-        """(cell ids, rows, cols, checkpointed state or None) of an area's cells (its fine
-        grid's) under ``model``."""
+        """(cell ids, rows, cols, checkpointed state or None) of an area's cells under
+        ``model``: its fine grid's, or its coarse grid's."""
         state = TARGET_STATE
         rows = self._fetch_all(
             sa.select(CELLS.c.id, CELLS.c.row, CELLS.c.col, state.c.data)
             .select_from(CELLS.outerjoin(state, sa.and_(state.c.target_id == CELLS.c.id,
                                                         state.c.model == model)))
-            .where(CELLS.c.area_id == area_id, _fine_cells())
+            .where(CELLS.c.area_id == area_id, ~_fine_cells() if coarse else _fine_cells())
             .order_by(CELLS.c.row, CELLS.c.col))
         if not rows:
             return [], [], [], []

@@ -147,6 +147,10 @@ def test_the_api_shows_alerts_areas_and_the_current_extent(tmp_path, unique):
         assert statuses["excluded"]["cells"] > 100           # the town and the forest
         assert statuses["flooded"]["cells"] > 100
         assert area["open_event"]["event_id"] == opened[0]["event_id"]
+        # radar alone: the weather satellites' cells exist and nothing observed them
+        coarse = area["weather_satellites"]
+        assert coarse["cells"] == coarse["by_status"]["unobserved"]["cells"] > 0
+        assert coarse["cell_size_m"] == 2000 and coarse["flooded_km2"] == 0
         assert client.get("/areas/nowhere").status_code == 404
 
         feature = client.get("/areas/sim-floodplain-0/flood.geojson")

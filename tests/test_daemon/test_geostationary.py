@@ -73,3 +73,15 @@ def test_weather_satellites_open_the_event_and_radar_confirms_it(daemon):
     assert opened["extent"]["type"] == "MultiPolygon" and opened["extent"]["coordinates"]
     gauge = daemon.metrics.registry.get_sample_value
     assert gauge("eowatch_alerts_total", {"kind": "flood.confirmed"}) >= 1
+    # the API shows what the weather satellites last made of the area's coarse cells
+    from fastapi.testclient import TestClient
+
+    from eowatch.daemon.api import create_app
+
+    daemon.consumer.checkpoint()
+    client = TestClient(create_app(daemon.store, daemon.bus, daemon.metrics,
+                                   daemon.model.metadata, daemon.model.sha256))
+    coarse = client.get("/areas/sim-floodplain-0").json()["weather_satellites"]
+    assert coarse["by_status"]["unobserved"]["cells"] == 0
+    assert coarse["cells"] == sum(s["cells"] for s in coarse["by_status"].values())
+    assert coarse["flooded_km2"] >= 0

@@ -28,13 +28,12 @@ from eowatch.contract.feeds import (
     FeedHost,
     FeedMetrics,
     FeedSpec,
-    chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk
 from eowatch.models.flood_geo import GEO_BANDS
 
 from .epic import EpicError, EpicImage, area_cells, parse_listing
-from .geo_cells import coarse_areas, concat_rows, geo_rows, water_index
+from .geo_cells import coarse_areas, geo_chunks, geo_rows, water_index
 from .hdf5 import open_hdf5
 from .http import fetch, retrying_session
 from .item_feed import ItemError, ItemFeed, ListingError, Polling, PollingSettings
@@ -86,9 +85,9 @@ class EpicFeed(ItemFeed):
     def read(self, item: EpicImage) -> list[ObservationChunk]:
         areas = [a for a in coarse_areas(self.host, self.shards)
                  if item.in_view(float(a.lon.mean()), float(a.lat.mean()))]
+        acquisition = f"EPIC_{item.identifier}"
         if not areas:
-            self.metrics.feed_items.labels(self.name, "no_parcels").inc()
-            return []
+            return geo_chunks(FEED, self.metrics, acquisition, item.taken_at, [])
         parts = []
         try:
             with open_hdf5(self.config.product_url(item), self.config.block_size,
@@ -104,15 +103,7 @@ class EpicFeed(ItemFeed):
                                           cells["clear"], cells["valid"]))
         except EpicError as exc:
             raise ItemError(f"{item.id}: {exc}") from None
-        rows = concat_rows(parts)
-        if rows is None:
-            self.metrics.feed_items.labels(self.name, "no_parcels").inc()
-            return []
-        ids, shards, values, valid = rows
-        self.metrics.feed_items.labels(self.name, "published").inc()
-        self.metrics.feed_parcels.labels(self.name, "observed").inc(len(ids))
-        return chunks_by_shard(FEED, f"EPIC_{item.identifier}", item.taken_at, GEO_BANDS, ids,
-                               shards, values, valid, targets="cells")
+        return geo_chunks(FEED, self.metrics, acquisition, item.taken_at, parts)
 
 
 class EpicSettings(PollingSettings):

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
 from eowatch.cells import CellGrid, parent_area, stored_coarse_grid
-from eowatch.contract.feeds import FeedHost
-from eowatch.contract.messages import shard_of
+from eowatch.contract.feeds import FeedHost, FeedMetrics, chunks_by_shard
+from eowatch.contract.messages import ObservationChunk, shard_of
 from eowatch.geometry import transformer
 from eowatch.models.flood_geo import GEO_BANDS, sensor_code
 from eowatch.solar import solar_zenith
@@ -80,9 +79,21 @@ def geo_rows(area: CoarseArea, when: datetime, sensor: str, red: np.ndarray, nir
         valid[seen].astype(np.float32)
 
 
-def concat_rows(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[Any, ...] | None:
-    """The rows of several areas as one set (None when there are none)."""
+def geo_chunks(feed: str, metrics: FeedMetrics, acquisition_id: str, acquired_at: datetime,
+               parts: Sequence[tuple[np.ndarray, ...]]) -> list[ObservationChunk]:
+    """One acquisition's rows of every area (``geo_rows``) as chunks by shard, counted in
+    ``eowatch_feed_items_total`` (published, or no_parcels when there are none). A cell read
+    twice (split by a boundary of the source's files) keeps the part with more valid pixels."""
     kept = [p for p in parts if len(p[0])]
     if not kept:
-        return None
-    return tuple(np.concatenate([p[k] for p in kept]) for k in range(4))
+        metrics.feed_items.labels(feed, "no_parcels").inc()
+        return []
+    ids, shards, values, valid = (np.concatenate([p[k] for p in kept]) for k in range(4))
+    order = np.lexsort((-valid, ids))
+    ids, shards, values, valid = ids[order], shards[order], values[order], valid[order]
+    first = np.ones(len(ids), bool)
+    first[1:] = ids[1:] != ids[:-1]
+    metrics.feed_items.labels(feed, "published").inc()
+    metrics.feed_parcels.labels(feed, "observed").inc(int(first.sum()))
+    return chunks_by_shard(feed, acquisition_id, acquired_at, GEO_BANDS, ids[first],
+                           shards[first], values[first], valid[first], targets="cells")

@@ -35,12 +35,11 @@ from eowatch.contract.feeds import (
     FeedHost,
     FeedMetrics,
     FeedSpec,
-    chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk
 from eowatch.models.flood_geo import GEO_BANDS
 
-from .geo_cells import CoarseArea, coarse_areas, concat_rows, geo_rows, water_index
+from .geo_cells import CoarseArea, coarse_areas, geo_chunks, geo_rows, water_index
 from .goes import (
     MASK_BAND,
     GoesError,
@@ -153,18 +152,10 @@ class GoesFeed(ItemFeed):
                 bands = {b: stack.enter_context(open_band(url + item.keys[b],
                                                           self.config.block_size))
                          for b in READ_BANDS}
-                rows = concat_rows([self._area_rows(area, item, bands, mask)
-                                    for area in areas])
+                parts = [self._area_rows(area, item, bands, mask) for area in areas]
         except GoesError as exc:
             raise ItemError(f"{item.id}: {exc}") from None
-        if rows is None:
-            self.metrics.feed_items.labels(self.name, "no_parcels").inc()
-            return []
-        ids, shards, values, valid = rows
-        self.metrics.feed_items.labels(self.name, "published").inc()
-        self.metrics.feed_parcels.labels(self.name, "observed").inc(len(ids))
-        return chunks_by_shard(FEED, item.id, item.datetime, GEO_BANDS, ids, shards, values,
-                               valid, targets="cells")
+        return geo_chunks(FEED, self.metrics, item.id, item.datetime, parts)
 
     def _area_rows(self, area: CoarseArea, scan: Scan, bands: dict[int, Any], mask: Any
                    ) -> tuple[np.ndarray, ...]:

@@ -41,14 +41,13 @@ from eowatch.contract.feeds import (
     FeedHost,
     FeedMetrics,
     FeedSpec,
-    chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk
 from eowatch.errors import EowatchError
 from eowatch.models.flood_geo import GEO_BANDS
 
 from .fci import Chunk, FciError, chunk_cells, chunk_number
-from .geo_cells import CoarseArea, coarse_areas, concat_rows, geo_rows, water_index
+from .geo_cells import CoarseArea, coarse_areas, geo_chunks, geo_rows, water_index
 from .hdf5 import open_hdf5
 from .http import fetch, retrying_session
 from .item_feed import (
@@ -209,8 +208,7 @@ class MeteosatFeed(ItemFeed):
         areas = coarse_areas(self.host, self.shards)
         wanted = self._chunks_over(areas)
         if not wanted:
-            self.metrics.feed_items.labels(self.name, "no_parcels").inc()
-            return []
+            return geo_chunks(FEED, self.metrics, item.id, item.datetime, [])
         parts = self._read_chunks(item, wanted & set(chunks), areas)
         # cells the nominal chunk layout placed wrongly: the neighbouring chunks hold them
         seen = {i for part in parts for i in part[0].tolist()}
@@ -218,15 +216,7 @@ class MeteosatFeed(ItemFeed):
         extra = {n + d for n in self._chunks_over(astray) for d in (-1, 1)} - wanted
         if astray and extra & set(chunks):
             parts += self._read_chunks(item, extra & set(chunks), astray)
-        rows = concat_rows(parts)
-        if rows is None:
-            self.metrics.feed_items.labels(self.name, "no_parcels").inc()
-            return []
-        ids, shards, values, valid = self._merge(*rows)
-        self.metrics.feed_items.labels(self.name, "published").inc()
-        self.metrics.feed_parcels.labels(self.name, "observed").inc(len(ids))
-        return chunks_by_shard(FEED, item.id, item.datetime, GEO_BANDS, ids, shards, values,
-                               valid, targets="cells")
+        return geo_chunks(FEED, self.metrics, item.id, item.datetime, parts)
 
     @staticmethod
     def _chunks_over(areas: list[CoarseArea]) -> set[int]:
@@ -250,17 +240,6 @@ class MeteosatFeed(ItemFeed):
                 except FciError as exc:
                     raise ItemError(f"{item.id}: chunk {number}: {exc}") from None
         return parts
-
-    @staticmethod
-    def _merge(ids: np.ndarray, shards: np.ndarray, values: np.ndarray, valid: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One row per cell: a cell split between two chunks keeps the part with more valid
-        pixels (the chunk boundary is a row of pixels)."""
-        order = np.lexsort((-valid, ids))
-        ids, shards, values, valid = ids[order], shards[order], values[order], valid[order]
-        first = np.ones(len(ids), bool)
-        first[1:] = ids[1:] != ids[:-1]
-        return ids[first], shards[first], values[first], valid[first]
 
     def _rows(self, area: CoarseArea, item: Product, cells: dict[str, np.ndarray]
               ) -> tuple[np.ndarray, ...]:

@@ -88,25 +88,12 @@ def write_abi(path: Path, dn: Callable[[np.ndarray, np.ndarray], np.ndarray], ba
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"y": height, "x": width, "band": 1}
         for name in VARIABLES:
-            spec = variables[name]
-            dtype = TYPES[spec["type"]]
-            chunks = (226, 226) if spec["dims"] == ["y", "x"] else None
-            var = f.create_variable(name, tuple(spec["dims"]), dtype, chunks=chunks,
-                                    compression="gzip" if chunks else None,
-                                    fillvalue=spec["attrs"].get("_FillValue"))
-            for key, value in spec["attrs"].items():
-                if key != "_FillValue":
-                    var.attrs[key] = value
+            var = _header_variable(f, name, variables[name], width, height,
+                                   seconds_since_2000)
             if name == "Rad":
                 var[...] = values.view(np.int16)
             elif name == "DQF":
                 var[...] = np.where(values == 4095, 3, 0).astype(np.int8)
-            elif name == "x":
-                var[...] = np.arange(width, dtype=np.int16)
-            elif name == "y":
-                var[...] = np.arange(height, dtype=np.int16)
-            elif name == "t":
-                var[...] = seconds_since_2000
             elif name == "band_id":
                 var[...] = np.array([band], np.int8)
         if kappa0 is not None:
@@ -114,6 +101,27 @@ def write_abi(path: Path, dn: Callable[[np.ndarray, np.ndarray], np.ndarray], ba
                 var = f.create_variable(name, (), np.float32)
                 var[...] = value
     return variables
+
+
+def _header_variable(f: Any, name: str, spec: dict[str, Any], width: int, height: int,
+                     seconds_since_2000: float) -> Any:
+    """A variable as the header declares it (type, dimensions, fill, attributes; images
+    chunked as ABI files are), holding the fixed grid's values when it is ``x``, ``y`` or
+    ``t``."""
+    chunks = (226, 226) if spec["dims"] == ["y", "x"] else None
+    var = f.create_variable(name, tuple(spec["dims"]), TYPES[spec["type"]], chunks=chunks,
+                            compression="gzip" if chunks else None,
+                            fillvalue=spec["attrs"].get("_FillValue"))
+    for key, value in spec["attrs"].items():
+        if key != "_FillValue":
+            var.attrs[key] = value
+    if name == "x":
+        var[...] = np.arange(width, dtype=np.int16)
+    elif name == "y":
+        var[...] = np.arange(height, dtype=np.int16)
+    elif name == "t":
+        var[...] = seconds_since_2000
+    return var
 
 
 def write_mask(path: Path, bcm: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -132,18 +140,7 @@ def write_mask(path: Path, bcm: Callable[[np.ndarray, np.ndarray], np.ndarray],
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"y": height, "x": width}
         for name in ("t", "y", "x", "goes_imager_projection"):
-            spec = variables[name]
-            var = f.create_variable(name, tuple(spec["dims"]), TYPES[spec["type"]],
-                                    fillvalue=spec["attrs"].get("_FillValue"))
-            for key, value in spec["attrs"].items():
-                if key != "_FillValue":
-                    var.attrs[key] = value
-            if name == "x":
-                var[...] = np.arange(width, dtype=np.int16)
-            elif name == "y":
-                var[...] = np.arange(height, dtype=np.int16)
-            elif name == "t":
-                var[...] = seconds_since_2000
+            _header_variable(f, name, variables[name], width, height, seconds_since_2000)
         var = f.create_variable("BCM", ("y", "x"), np.int8, chunks=(250, 250),
                                 compression="gzip", fillvalue=np.int8(-1))
         var.attrs.update({"long_name": "ABI L2+ Clear Sky Mask",

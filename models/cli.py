@@ -6,12 +6,15 @@ import argparse
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from eowatch.seasons import SeasonStartError, check_season_start
 from eowatch.settings import comma_list
 
-from .datasets import load_dataset
+from .datasets import SeriesSet, load_dataset
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +142,11 @@ def run_tune(args: argparse.Namespace) -> int:
     return write_model(args, data, None, config)
 
 
-def write_model(args: argparse.Namespace, data: Any, validation: Any, config: Any) -> int:
+def write_model(args: argparse.Namespace, data: SeriesSet, validation: SeriesSet | None,
+                config: TrainConfig) -> int:
     """Train with ``config``, check the model, and write it (unless weak and not allowed)."""
     from .artifact import ModelMetadata, save_artifact
+    from .calibration import fit_calibration
     from .metrics import summary
     from .training import check_training, split_validation, train
 
@@ -187,24 +192,6 @@ def write_model(args: argparse.Namespace, data: Any, validation: Any, config: An
     print(f"wrote {path} (model {metadata.version}); validation: "
           + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return 0
-
-
-def fit_calibration(validation: Any) -> dict[str, Any]:
-    """Temperature scaling of the decisions on the validation split (models/calibration.py)."""
-    from .calibration import (
-        calibrate,
-        decision_log_probs,
-        expected_calibration_error,
-        fit_temperature,
-    )
-
-    log_probs, labels = decision_log_probs(validation), validation.truth
-    temperature = fit_temperature(log_probs, labels)
-    return {"method": "temperature", "temperature": round(temperature, 6),
-            "ece_before": round(expected_calibration_error(calibrate(log_probs, 1.0), labels), 6),
-            "ece_after": round(expected_calibration_error(calibrate(log_probs, temperature),
-                                                          labels), 6),
-            "fitted_on": "validation"}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from eowatch.cells import CellGrid, coarse_grid, coarse_place, parent_area
+from eowatch.cells import CellGrid, coarse_grid, coarse_place
 from eowatch.contract.feeds import Feed, FeedContext, FeedHost, FeedSpec, chunks_by_shard
 from eowatch.contract.messages import ObservationChunk, shard_of
 from eowatch.geometry import transformer
@@ -55,16 +55,18 @@ class SimulatedGeoFeed(Feed):
         self.years, self.interval_seconds, self.clock = years, interval_seconds, clock
         self.start = start_of(start_year)
         simulators, self.grids = simulated_areas(n_areas, seed, floods)
-        self.coarse: list[CellGrid] = []
         self.scenes: list[GeoSimulator] = []
+        ids, cell_shards = [], []     # the coarse cells every scene observes, area by area
         for k, (sim, grid) in enumerate(zip(simulators, self.grids, strict=True)):
             coarse, position = coarse_of(grid)
             rows_n, cols_n = grid.inside.shape
             lon, lat = transformer(grid.epsg, 4326).transform(
                 grid.x0 + cols_n * grid.size / 2, grid.y1 - rows_n * grid.size / 2)
-            self.coarse.append(coarse)
             self.scenes.append(GeoSimulator(sim, position, float(lon), float(lat), self.start,
                                             interval_minutes, seed * 100 + k))
+            ids.append(coarse.cells()[0])
+            cell_shards.append(np.full(coarse.count, shard_of(grid.area_id, self.shards)))
+        self.ids, self.cell_shards = np.concatenate(ids), np.concatenate(cell_shards)
         cursor = host.cursor(FEED)
         self.published_to = (datetime.fromisoformat(cursor["scene"]) if cursor
                              else self.start - timedelta(seconds=1))
@@ -102,22 +104,17 @@ class SimulatedGeoFeed(Feed):
 
     def chunks(self, at: datetime) -> list[ObservationChunk]:
         """One scene of every area, as chunks by shard."""
-        ids, shards, values = [], [], []
-        for simulator, coarse in zip(self.scenes, self.coarse, strict=True):
+        values = []
+        for simulator in self.scenes:
             scene = simulator.scene(at)
-            cell_ids, _, _ = coarse.cells()
-            n = len(cell_ids)
-            ids.append(cell_ids)
-            shards.append(np.full(n, shard_of(parent_area(coarse.area_id),
-                                              self.shards)))
+            n = len(scene.index)
             nan = np.full(n, np.nan)
             values.append(np.column_stack([nan, nan, nan, scene.index, scene.clear,
                                            np.full(n, scene.solar_zenith),
                                            np.full(n, sensor_code("simulated"))]))
-        return chunks_by_shard(FEED, f"SIM_GEO_{at:%Y%m%dT%H%M}", at, GEO_BANDS,
-                               np.concatenate(ids), np.concatenate(shards),
-                               np.concatenate(values).astype(np.float32),
-                               np.ones(sum(len(i) for i in ids), np.float32), targets="cells")
+        return chunks_by_shard(FEED, f"SIM_GEO_{at:%Y%m%dT%H%M}", at, GEO_BANDS, self.ids,
+                               self.cell_shards, np.concatenate(values).astype(np.float32),
+                               np.ones(len(self.ids), np.float32), targets="cells")
 
     @property
     def finished(self) -> bool:

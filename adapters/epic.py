@@ -23,6 +23,7 @@ from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
 from eowatch.geometry import transformer
 
+from .pixels import clear_means, projected
 from .s1_geolocation import CellMeans, bin_to_cells
 
 # count rate -> reflectance, per band (EPIC L1B calibration, as the fixtures' README lists)
@@ -146,14 +147,6 @@ def reflectance(handle: Any, band: str, window: Window) -> np.ndarray:
     return np.where(np.isfinite(counts) & (counts > 0), counts * FACTORS[band], np.nan)
 
 
-def _projected(window: Window, grid: CellGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lon, lat = window.lon, window.lat
-    on_earth = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-    x, y = transformer(4326, grid.epsg).transform(
-        np.where(on_earth, lon, 0.0), np.where(on_earth, lat, 0.0))
-    return np.where(on_earth, np.asarray(x), np.inf), np.asarray(y), on_earth
-
-
 def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
     """Reflectance of ``band`` averaged into ``grid``'s cells (each pixel into the cell holding
     its centre); None when no pixel of the image falls on the area."""
@@ -163,7 +156,7 @@ def cell_means(handle: Any, band: str, grid: CellGrid) -> CellMeans | None:
     if window is None:
         return None
     values = reflectance(handle, band, window)
-    x, y, on_earth = _projected(window, grid)
+    x, y, on_earth = projected(window.lon, window.lat, grid.epsg)
     means = bin_to_cells(x, y, np.nan_to_num(values), on_earth & np.isfinite(values), grid)
     return means if len(means.index) else None
 
@@ -176,18 +169,7 @@ def area_cells(handle: Any, grid: CellGrid) -> dict[str, np.ndarray] | None:
     if window is None:
         return None
     bands = {b: reflectance(handle, b, window) for b in (GREEN, RED, NIR)}
-    x, y, on_earth = _projected(window, grid)
+    x, y, on_earth = projected(window.lon, window.lat, grid.epsg)
     valid = on_earth & np.all([np.isfinite(v) for v in bands.values()], axis=0)
-    clear = valid & (bands[RED] <= CLOUD_RED)
-    out = {name: np.full(grid.count, np.nan) for name in ("green", "red", "nir", "clear",
-                                                          "valid")}
-    means = bin_to_cells(x, y, np.nan_to_num(np.stack([bands[GREEN], bands[RED], bands[NIR]])),
-                         clear, grid)
-    for k, name in enumerate(("green", "red", "nir")):
-        out[name][means.index] = means.power[:, k]
-    shares = bin_to_cells(x, y, np.stack([clear, valid]).astype(float), on_earth, grid)
-    valid_pixels = shares.power[:, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["clear"][shares.index] = shares.power[:, 0] / valid_pixels
-    out["valid"][shares.index] = valid_pixels
-    return out if len(shares.index) else None
+    return clear_means(x, y, {"green": bands[GREEN], "red": bands[RED], "nir": bands[NIR]},
+                       valid & (bands[RED] <= CLOUD_RED), valid, on_earth, grid)

@@ -23,7 +23,7 @@ from eowatch.cells import CellGrid
 from eowatch.errors import EowatchError
 from eowatch.geometry import transformer
 
-from .s1_geolocation import bin_to_cells
+from .pixels import clear_means, projected
 
 AU_KM = 149597870.7
 CHANNELS = {"red": "vis_06", "nir": "nir_08", "swir": "nir_16"}
@@ -143,26 +143,10 @@ def chunk_cells(chunk: Chunk, grid: CellGrid, lon: np.ndarray, lat: np.ndarray
     if window is None:
         return None
     read = {name: chunk.reflectance(channel, *window) for name, channel in CHANNELS.items()}
-    plon, plat = chunk.lonlat(CHANNELS["red"], *window)
-    on_earth = np.isfinite(plon)
-    x, y = transformer(4326, grid.epsg).transform(np.where(on_earth, plon, 0.0),
-                                                  np.where(on_earth, plat, 0.0))
-    x = np.where(on_earth, np.asarray(x), np.inf)
+    x, y, on_earth = projected(*chunk.lonlat(CHANNELS["red"], *window), grid.epsg)
     valid = on_earth & np.all([v for _, v in read.values()], axis=0)
-    clear = valid & (read["red"][0] <= CLOUD_RED)
-    out = {name: np.full(grid.count, np.nan) for name in ("red", "nir", "swir", "clear",
-                                                          "valid")}
-    means = bin_to_cells(x, np.asarray(y), np.stack([read[n][0] for n in ("red", "nir",
-                                                                             "swir")]),
-                         clear, grid)
-    for k, name in enumerate(("red", "nir", "swir")):
-        out[name][means.index] = means.power[:, k]
-    shares = bin_to_cells(x, np.asarray(y), np.stack([clear, valid]).astype(float), on_earth,
-                          grid)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["clear"][shares.index] = shares.power[:, 0] / shares.power[:, 1]
-    out["valid"][shares.index] = shares.power[:, 1]
-    return out if len(shares.index) else None
+    return clear_means(x, y, {name: read[name][0] for name in CHANNELS},
+                       valid & (read["red"][0] <= CLOUD_RED), valid, on_earth, grid)
 
 
 def chunk_number(lat: float, lon: float, lon_0: float = 0.0) -> int:

@@ -32,6 +32,7 @@ from eowatch.errors import EowatchError
 from eowatch.geometry import reproject, transformer
 
 from .hdf5 import open_hdf5
+from .pixels import projected
 from .s1_geolocation import CellMeans, bin_to_cells
 
 FILL_DN = 4095
@@ -299,8 +300,7 @@ def band_cells(band: Band, grid: CellGrid, mask: CloudMask | None) -> BandCells 
     g = band.grid
     clear = (np.ones(valid.shape) if mask is None else
              mask.clear_at(g.x_scale * cols + g.x_offset, g.y_scale * rows + g.y_offset))
-    x, y = _projected(band, rows, cols, grid.epsg)
-    on_disk = np.isfinite(x)
+    x, y, on_disk = projected(*band.grid.lonlat(rows, cols), grid.epsg)
     out = np.full((3, grid.count), np.nan)
     means = bin_to_cells(x, y, reflectance, valid & on_disk & (clear == 1.0), grid)
     out[0, means.index] = means.power
@@ -318,16 +318,6 @@ def _area_window(band: Band, grid: CellGrid) -> tuple[int, int, int, int] | None
         grid.x0, grid.y1 - rows_n * grid.size, grid.x0 + cols_n * grid.size, grid.y1),
         grid.epsg, 4326)
     return band.grid.window_of(outline.bounds)
-
-
-def _projected(band: Band, rows: np.ndarray, cols: np.ndarray, epsg: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centres in ``epsg``; off the disk: +inf (no cell holds them)."""
-    lon, lat = band.grid.lonlat(rows, cols)
-    on_disk = np.isfinite(lon)
-    x, y = transformer(4326, epsg).transform(np.where(on_disk, lon, 0.0),
-                                             np.where(on_disk, lat, 0.0))
-    return np.where(on_disk, np.asarray(x), np.inf), np.asarray(y)
 
 
 def cell_means(band: Band, grid: CellGrid) -> CellMeans | None:

@@ -127,16 +127,27 @@ def _log_normal_pdf(x: np.ndarray, mean: np.ndarray, sigma: np.ndarray | float
     return -0.5 * ((x - mean) / sigma) ** 2 - np.log(sigma)
 
 
-def _slots(state: FloodState, cells: np.ndarray, orbit: np.ndarray) -> np.ndarray:
-    """The slot of each cell's ``orbit``, taking a free (or the least used) slot if new."""
-    mine = state.orbit[cells] == orbit[:, None]
+def claim_slots(keys: np.ndarray, count: np.ndarray, cells: np.ndarray, wanted: np.ndarray,
+                free_key: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the slot (a column of ``keys`` [n, K]) that holds ``wanted`` (an orbit, a
+    sensor); a cell that has none takes a free slot (key ``free_key``) or else its least used
+    one, whose key is set and count zeroed. Returns (slot, which cells took a new one): the
+    caller resets the rest of a new slot's fields."""
+    mine = keys[cells] == wanted[:, None]
     slot = np.argmax(mine, axis=1)
     new = ~mine.any(axis=1)
     if new.any():
-        free = np.where(state.orbit[cells[new]] < 0, 0, state.count[cells[new]] + 1)
+        free = np.where(keys[cells[new]] == free_key, 0, count[cells[new]] + 1)
         slot[new] = np.argmin(free, axis=1)
-        state.orbit[cells[new], slot[new]] = orbit[new]
-        state.count[cells[new], slot[new]] = 0
+        keys[cells[new], slot[new]] = wanted[new]
+        count[cells[new], slot[new]] = 0
+    return slot, new
+
+
+def _slots(state: FloodState, cells: np.ndarray, orbit: np.ndarray) -> np.ndarray:
+    """The slot of each cell's ``orbit``, taking a free (or the least used) slot if new."""
+    slot, new = claim_slots(state.orbit, state.count, cells, orbit, -1.0)
+    if new.any():
         state.mean[cells[new], slot[new]] = 0
         state.var[cells[new], slot[new]] = 0
         state.last_vv[cells[new], slot[new]] = np.nan

@@ -102,15 +102,11 @@ def sensor_code(name: str) -> int:
 
 def _slots(state: GeoState, cells: np.ndarray, code: np.ndarray) -> np.ndarray:
     """The slot of each cell's sensor, taking a free (or the least used) slot if new."""
-    mine = state.sensor[cells] == code[:, None] + 1
-    slot = np.argmax(mine, axis=1)
-    new = ~mine.any(axis=1)
+    slot, new = flood.claim_slots(state.sensor, state.count, cells,
+                                  code.astype(np.float64) + 1, 0.0)
     if new.any():
-        free = np.where(state.sensor[cells[new]] == 0, 0, state.count[cells[new]] + 1)
-        slot[new] = np.argmin(free, axis=1)
-        for field in (state.count, state.mean, state.var):
-            field[cells[new], slot[new]] = 0
-        state.sensor[cells[new], slot[new]] = code[new] + 1
+        state.mean[cells[new], slot[new]] = 0
+        state.var[cells[new], slot[new]] = 0
     return slot
 
 

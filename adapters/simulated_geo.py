@@ -75,10 +75,6 @@ class SimulatedGeoFeed(Feed):
         self._stop = False
 
     @property
-    def end(self) -> datetime | None:
-        return self.start + timedelta(days=365 * self.years) if self.years else None
-
-    @property
     def end_day(self) -> float:
         return 365.0 * self.years if self.years else float("inf")
 
@@ -118,7 +114,8 @@ class SimulatedGeoFeed(Feed):
 
     @property
     def finished(self) -> bool:
-        return self.end is not None and self.published_to >= self.end - timedelta(hours=12)
+        # the last scenes of the last day are at dusk: half a day before the end is the end
+        return (self.published_to - self.start) / timedelta(days=1) >= self.end_day - 0.5
 
 
 class SimulatedGeoSettings(SimulatedWorldSettings):

@@ -24,6 +24,7 @@ from typing import Any
 from eowatch.errors import EowatchError
 
 from .metrics import Metrics
+from .observation_log import LogTake
 from .store.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Snapshot:
     epochs: dict[int, int] = field(default_factory=dict)  # shard -> the writer's claim
     alerts: list[dict[str, Any]] = field(default_factory=list)  # store rows of flood alerts
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # their webhooks (outbox)
+    logs: dict[str, LogTake] = field(default_factory=dict)  # per model: its observation log
     taken_at: float = field(default_factory=time.perf_counter)
 
 
@@ -90,6 +92,8 @@ class CheckpointWriter:
                     raise FencedError(snapshot, stale)
                 for model, rows in snapshot.rows.items():
                     self.store.save_states(conn, model, rows)
+                for model, taken in snapshot.logs.items():
+                    self.store.write_log(conn, model, taken)
                 self.store.insert_decisions(conn, snapshot.decisions)
                 self.store.insert_alerts(conn, snapshot.alerts)
                 self.store.insert_deliveries(conn, snapshot.deliveries)

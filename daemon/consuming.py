@@ -23,6 +23,7 @@ from .areas import alert_row
 from .bus.base import Bus, BusConsumer, BusError, Record
 from .checkpoints import CheckpointError, CheckpointWriter, FencedError, Snapshot
 from .metrics import Metrics
+from .observation_log import LogTake
 from .outcomes import BatchOutput, dead_letter, decode
 from .output import OutputStage
 from .processing import Processor
@@ -57,6 +58,8 @@ class Consumer:
         self.bus, self.store, self.metrics = bus, store, metrics
         # one state model per kind of target: chunks go to the one their targets name
         self.processors = {p.model.targets: p for p in processors}
+        for processor in processors:
+            processor.settle = self.settle
         self.max_poll_records = max_poll_records
         self.subscriptions = subscriptions
         self.checkpoint_seconds, self.checkpoint_chunks = checkpoint_seconds, checkpoint_chunks
@@ -220,7 +223,7 @@ class Consumer:
             snapshot = Snapshot({key: t.checkpoint_rows(row_ids[key]) for key, t in tables.items()},
                                 row_ids, self.pending_decisions, self.pending_dead_letters,
                                 self.offsets, dict(self.epochs), self.pending_alerts,
-                                deliveries)
+                                deliveries, self.take_logs())
             for t in tables.values():
                 t.dirty.clear()
             self.pending_decisions, self.pending_dead_letters, self.offsets = [], [], {}
@@ -229,6 +232,21 @@ class Consumer:
             self._settled(lambda: self.writer.submit(snapshot), commit_to_bus)
         if durable:
             self._settled(self.writer.wait, commit_to_bus)
+
+    def take_logs(self) -> dict[str, LogTake]:
+        """Each processor's observation log since the last checkpoint, by model."""
+        return {p.model.key: p.log.take() for p in self.processors.values()
+                if p.log is not None}
+
+    def settle(self) -> None:
+        """Wait for the checkpoint in flight (a processor is about to read the observation
+        log): once it is durable the store holds what it wrote; should it have failed, its
+        snapshot is pending again. Either way nothing is missing from what the processor
+        reads."""
+        try:
+            self._settled(self.writer.wait, commit_to_bus=True)
+        except CheckpointError as exc:
+            log.error("%s; the next checkpoint writes it again", exc)
 
     def _settled(self, call: Callable[[], Snapshot | None], commit_to_bus: bool) -> None:
         """Run a writer call; commit the offsets of a write it reports durable to the bus, or
@@ -252,6 +270,11 @@ class Consumer:
         for model, table in self.tables().items():
             table.dirty.update(r for r in snapshot.row_ids.get(model, ())
                                if table.shard[r] >= 0)
+        for processor in self.processors.values():
+            taken = snapshot.logs.get(processor.model.key)
+            if processor.log is not None and taken is not None:
+                processor.log.put_back(taken)
+                processor.log.retain(processor.table.has)
         self.pending_decisions = snapshot.decisions + self.pending_decisions
         self.pending_alerts = snapshot.alerts + self.pending_alerts
         self.pending_dead_letters = snapshot.dead_letters + self.pending_dead_letters

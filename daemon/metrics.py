@@ -20,6 +20,10 @@ class Metrics(FeedMetrics):
             "eowatch_observations_skipped_total",
             "Parcel observations not fed to the model (cloudy, duplicate, late)", ["reason"],
             registry=r)
+        self.observations_reordered = Counter(
+            "eowatch_late_observations_applied_total",
+            "Late observations inserted at their date: the target was stepped again from its "
+            "observation log", ["feed"], registry=r)
         self.chunks = Counter("eowatch_chunks_consumed_total", "Observation chunks consumed",
                               ["feed"], registry=r)
         self.decisions = Counter("eowatch_decisions_total", "Crop decisions emitted",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -18,10 +19,11 @@ import pandas as pd
 import torch
 
 from eowatch.contract.messages import ObservationChunk
-from eowatch.seasons import season_of
+from eowatch.seasons import season_begin, season_of
 
 from .bus.base import Record
 from .metrics import Metrics
+from .observation_log import CLOUDY, LATE, LOG_BANDS, PendingLog, Series
 from .outcomes import BatchOutput, dead_letter, summary
 from .registry import TargetRegistry
 from .rows import Rows, contiguous
@@ -43,7 +45,10 @@ class Processor:
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
                  load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None,
-                 budget_bytes: int | None = None, step_batch: int = 2048) -> None:
+                 budget_bytes: int | None = None, step_batch: int = 2048,
+                 read_log: Callable[[str, Sequence[str]], dict[tuple[str, int], Series]]
+                 | None = None) -> None:
+        """``read_log``: the store's observation log (None: no log is kept)."""
         self.model, self.registry, self.metrics = model, registry, metrics
         self.min_valid_fraction = min_valid_fraction
         self.default_season_start = season_start  # of targets registered without one
@@ -54,6 +59,10 @@ class Processor:
         self.budget_rows = None if budget_bytes is None else budget_bytes // \
             self.table.bytes_per_row
         self.loaded: dict[int, float] = {}  # shard -> last use (monotonic), the LRU order
+        self.read_log = read_log
+        self.log = PendingLog() if read_log is not None else None  # until the next checkpoint
+        # makes the checkpoint in flight durable, so the store and ``log`` hold every step
+        self.settle: Callable[[], None] = lambda: None
 
     def ensure_shards(self, shards: Iterable[int]) -> None:
         """Load shards from their checkpoints, with a row for every registered parcel."""
@@ -88,6 +97,8 @@ class Processor:
         for s in shards:
             del self.loaded[s]
         self.table.drop_shards(shards)
+        if self.log is not None:  # what was not checkpointed is the next owner's to replay
+            self.log.retain(self.table.has)
         self.metrics.targets_tracked.labels(self.model.targets).set(len(self.table))
 
     def over_budget(self) -> list[int]:
@@ -234,6 +245,8 @@ class Processor:
 
     def apply(self, rows_in: Rows, out: BatchOutput) -> None:
         t = self.table
+        if self.log is not None:  # the model steps what the log keeps, so a re-step equals it
+            rows_in = replace(rows_in, values=rows_in.values.astype(LOG_BANDS).astype(np.float32))
         cloudy = rows_in.valid_fraction < self.min_valid_fraction
         self.metrics.observations_skipped.labels("cloudy").inc(int(cloudy.sum()))
         self.ensure_shards(np.unique(rows_in.shards))
@@ -244,22 +257,121 @@ class Processor:
             closing = newer & (t.season[rows] >= 0)  # never-stepped rows have nothing to close
             self.force_decisions(rows[closing], rows_in.feed[closing], out)
             t.reset(rows[newer], rows_in.season[newer])
+        current = rows_in.season == t.season[rows]
+        if self.log is not None:  # the evidence shows the dates clouds hid
+            self.log_skipped(rows_in.subset(cloudy & current), CLOUDY)
         use = ~cloudy
         # the same acquisition again (a producer retry) is a duplicate; an older one of this
-        # season (published late) or of a closed season is late: the state has moved past it
+        # season (published late) is inserted at its date when there is a log, else skipped
         duplicate = use & (t.last_time[rows] == rows_in.time)
         late = use & ~duplicate & ((rows_in.season < t.season[rows])
                                    | (t.last_time[rows] > rows_in.time))
-        self.metrics.observations_skipped.labels("late").inc(int(late.sum()))
+        reorder = late & current if self.log is not None else np.zeros(len(rows), bool)
+        self.metrics.observations_skipped.labels("late").inc(int((late & ~reorder).sum()))
         self.metrics.observations_skipped.labels("duplicate").inc(int(duplicate.sum()))
         use &= ~late & ~duplicate
-        if not use.any():
+        if use.any():
+            stepped, batch = rows[use], rows_in.subset(use)
+            self.step(stepped, batch)
+            for feed in pd.unique(batch.feed):
+                self.metrics.observations.labels(feed).inc(int((batch.feed == feed).sum()))
+            self.conclude(stepped, batch, out)
+        if reorder.any():
+            self.insert_late(rows[reorder], rows_in.subset(reorder), out)
+
+    def log_skipped(self, batch: Rows, flags: int) -> None:
+        """Log observations the model did not step (no outputs after them)."""
+        assert self.log is not None
+        n = len(batch.target_ids)
+        self.log.add(batch.target_ids, batch.season, batch.time, batch.values,
+                     np.full((n, self.table.n_outputs), np.nan), np.full(n, np.nan), flags)
+
+    def insert_late(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
+        """Late observations of the current season (Sentinel-2 publishes some items days
+        late), each inserted at its date: the target is stepped again from its logged series,
+        so its state is what an in-order stream gives. A decision already made stands (it was
+        published); the evidence shows the late observation. When the log lacks some of the
+        target's steps (pruned, or kept only since a restart with it), it is skipped as late."""
+        assert self.log is not None and self.read_log is not None
+        self.settle()
+        t = self.table
+        ids = batch.target_ids.tolist()
+        stored, pending = self.read_log(self.model.key, ids), self.log.series_of(ids)
+        merged: list[Series] = []
+        keep, duplicate = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+        for i, key in enumerate(zip(ids, batch.season.tolist(), strict=True)):
+            parts = [s for s in (stored.get(key), pending.get(key)) if s is not None]
+            if not parts:
+                continue
+            logged = Series.concat(parts).in_order()
+            stepped_times = logged.times[logged.stepped]
+            if (stepped_times == batch.time[i]).any():
+                duplicate[i] = True
+            elif len(stepped_times) == t.observations[rows[i]]:
+                keep[i] = True
+                late = Series(batch.time[i:i + 1], batch.values[i:i + 1].astype(LOG_BANDS),
+                              np.full((1, t.n_outputs), np.nan, np.float16),
+                              np.full(1, np.nan, np.float16), np.full(1, LATE, np.uint8))
+                merged.append(Series.concat([logged, late]).in_order())
+        self.metrics.observations_skipped.labels("duplicate").inc(int(duplicate.sum()))
+        self.metrics.observations_skipped.labels("late").inc(int((~keep & ~duplicate).sum()))
+        if not keep.any():
             return
-        rows, batch = rows[use], rows_in.subset(use)
-        self.step(rows, batch)
+        rows, batch = rows[keep], batch.subset(keep)
+        self.restep(rows, batch, merged)
         for feed in pd.unique(batch.feed):
-            self.metrics.observations.labels(feed).inc(int((batch.feed == feed).sum()))
-        self.conclude(rows, batch, out)
+            self.metrics.observations_reordered.labels(feed).inc(int((batch.feed == feed).sum()))
+        fire = self.model.fires(t.p_stop[rows]) & ~t.decided[rows]
+        if fire.any():
+            self.decide(rows[fire], batch.feed[fire], forced=False, out=out)
+
+    @torch.inference_mode()
+    def restep(self, rows: np.ndarray, batch: Rows, series: list[Series]) -> None:
+        """Step these targets from their initial state through their whole series (all of
+        them at once, step k of every series that has one together), and log each series
+        again whole with the outputs after each step."""
+        assert self.log is not None
+        t = self.table
+        steps = [s.subset(s.stepped) for s in series]
+        lengths = np.array([len(s) for s in steps])
+        n, longest = len(rows), int(lengths.max())
+        positions = self.registry.lookup(batch.target_ids)
+        begins = np.array([season_begin(int(season), start or self.default_season_start)
+                           .timestamp() for season, start in
+                           zip(batch.season, self.registry.season_starts[positions], strict=True)])
+        values = np.zeros((n, longest, len(self.model.band_names)), np.float32)
+        days = np.zeros((n, longest), np.float32)
+        for i, s in enumerate(steps):
+            values[i, :len(s)] = s.bands
+            days[i, :len(s)] = (s.times - begins[i]) / 86400.0
+        outputs = np.full((n, longest, t.n_outputs), np.nan, np.float32)
+        stops = np.full((n, longest), np.nan, np.float32)
+        state = self.model.initial_state(n, self.device, t.dtype)
+        for k in range(longest):
+            at = np.flatnonzero(lengths > k)
+            index = torch.as_tensor(at, device=self.device)
+            new, output, stop = self.model.step(
+                state[index], torch.as_tensor(values[at, k], device=self.device),
+                torch.as_tensor(days[at, k], device=self.device))
+            state[index] = new.to(t.dtype)
+            outputs[at, k], stops[at, k] = output.cpu().numpy(), stop.cpu().numpy()
+        last = lengths - 1
+        t.state[torch.as_tensor(rows, device=self.device)] = state
+        t.outputs[rows] = outputs[np.arange(n), last]
+        t.p_stop[rows] = stops[np.arange(n), last]
+        t.observations[rows] += 1
+        t.dirty.update(rows.tolist())
+        self.log.drop(batch.target_ids)
+        for i, s in enumerate(series):
+            logged_outputs = np.full((len(s), t.n_outputs), np.nan, np.float32)
+            logged_stops = np.full(len(s), np.nan, np.float32)
+            logged_outputs[s.stepped], logged_stops[s.stepped] = \
+                outputs[i, :lengths[i]], stops[i, :lengths[i]]
+            self.log.add(np.full(len(s), batch.target_ids[i], dtype=object),
+                         np.full(len(s), batch.season[i]), s.times, s.bands, logged_outputs,
+                         logged_stops, s.flags)
+        self.log.replaced |= set(zip(batch.target_ids.tolist(), batch.season.tolist(),
+                                     strict=True))
 
     def report(self) -> None:
         """Gauges of the state as a whole (at each checkpoint: they cost a pass over it)."""
@@ -305,6 +417,9 @@ class Processor:
             t.last_time[at] = batch.time[part]
             t.acquisition[at] = batch.acquisition[part]
             t.dirty.update(at.tolist())
+        if self.log is not None:
+            self.log.add(batch.target_ids, batch.season, batch.time, batch.values,
+                         t.outputs[rows], t.p_stop[rows], 0)
 
     def decide(self, rows: np.ndarray, feeds: np.ndarray, forced: bool, out: BatchOutput) -> None:
         t = self.table

@@ -8,8 +8,10 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+import sqlalchemy as sa
 import torch
 import uvicorn
 
@@ -38,6 +40,7 @@ from .webhooks.matching import SubscriptionIndex
 from .webhooks.targets import parse_networks
 
 log = logging.getLogger(__name__)
+LOG_PRUNE_SECONDS = 3600.0
 TOPICS = ("observations", "decisions", "alerts", "deadletter")
 
 
@@ -160,7 +163,8 @@ class Daemon:
             resolve_season_start(settings, self.model.metadata), self.device,
             torch.float16 if settings.state_dtype == "float16" else torch.float32,
             load_states=self.store.load_states, budget_bytes=settings.state_budget_bytes,
-            step_batch=settings.step_batch)
+            step_batch=settings.step_batch,
+            read_log=self.store.read_log if settings.log_retention_days > 0 else None)
         self.areas = AreaProcessor(cell_registry(self.store), self.metrics,
                                    settings.min_valid_fraction, self.store.area_cells,
                                    load_states=self.store.load_states,
@@ -217,7 +221,7 @@ class Daemon:
                  self.settings.bus, self.store.backend, ",".join(self.settings.feeds) or "none",
                  "consuming" if self.consumer else "not consuming",
                  self.settings.api_host, self.api_port)
-        last_prune = time.monotonic()
+        last_prune = last_log_prune = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -234,9 +238,24 @@ class Daemon:
                 if isinstance(self.bus, EmbeddedBus) and time.monotonic() - last_prune > 30:
                     self.bus.prune(committed_offsets(self.store))
                     last_prune = time.monotonic()
+                if self.settings.log_retention_days and \
+                        time.monotonic() - last_log_prune > LOG_PRUNE_SECONDS:
+                    self.prune_log()
+                    last_log_prune = time.monotonic()
         finally:
             self.shutdown(api_thread)
         return 0
+
+    def prune_log(self) -> None:
+        """Delete the observation log of seasons nobody wrote to within the retention."""
+        try:
+            pruned = self.store.prune_log(
+                datetime.now(UTC) - timedelta(days=self.settings.log_retention_days))
+        except sa.exc.SQLAlchemyError as exc:  # retried at the next round
+            log.error("pruning the observation log failed (%s)", exc.__class__.__name__)
+            return
+        if pruned:
+            log.info("pruned the observation log of %d target-season(s)", pruned)
 
     def shutdown(self, api_thread: threading.Thread | None = None) -> None:
         for adapter in self.adapters:

@@ -102,6 +102,10 @@ class StateTable:
         found = self.index.get_indexer(pd.Index(target_ids, dtype=object))
         return np.where(found >= 0, self.live[np.maximum(found, 0)], -1)
 
+    def has(self, target_ids: np.ndarray) -> np.ndarray:
+        """Which of these targets have a row."""
+        return self.lookup(target_ids) >= 0
+
     def add(self, target_ids: np.ndarray, shards: np.ndarray) -> np.ndarray:
         """Fresh rows (zero state, no season) for targets that have none; returns all rows.
 

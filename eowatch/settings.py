@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         "float32", description="precision of the stored recurrent state (float16 halves it)")
     step_batch: int = Field(2048, ge=1, description="most parcels in one model step")
     poll_max_records: int = Field(512, ge=1, description="chunks read per consumer poll")
+    log_retention_days: float = Field(
+        730, ge=0, description="keep each parcel's observation log (its evidence, and what late "
+        "observations are re-stepped from) this long after its season's last write; 0: no log "
+        "(late observations are then skipped)")
 
     @field_validator("webhook_allow_cidrs")
     @classmethod

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -29,6 +29,7 @@ from .tables import (
     DECISIONS,
     DEPLOYMENT,
     FEED_CURSORS,
+    OBSERVATION_LOG,
     PARCELS,
     SHARD_OWNERS,
     TARGET_STATE,
@@ -36,6 +37,9 @@ from .tables import (
     utcnow,
 )
 from .webhooks import WebhookStore
+
+if TYPE_CHECKING:
+    from ..observation_log import LogTake, Series
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -279,6 +283,60 @@ class Store(WebhookStore):
             # a target's shard is fixed for the deployment: leaving it alone is cheaper
             "DO UPDATE SET data = excluded.data, acquisition_id = excluded.acquisition_id",
             [(model, *row) for row in rows])
+
+    # the observation log (daemon/observation_log.py)
+    @staticmethod
+    def write_log(conn: Connection, model: str, taken: LogTake) -> int:
+        """Append each (target, season)'s new entries to its row, or write the row whole for
+        the series that were re-stepped; returns the entries written."""
+        if taken.batch is None:
+            return 0
+        now = utcnow()
+        append: list[tuple[Any, ...]] = []
+        replace: list[tuple[Any, ...]] = []
+        for (target, season), series in taken.batch.groups():
+            blobs = series.encode()
+            row = (model, target, season, *blobs.values(), now)
+            (replace if (target, season) in taken.replaced else append).append(row)
+        columns = ("times", "bands", "outputs", "stops", "flags")
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        concat = "CAST({t}.{c} || excluded.{c} AS BLOB)" if conn.dialect.name == "sqlite" \
+            else "{t}.{c} || excluded.{c}"
+        insert = (f"INSERT INTO {OBSERVATION_LOG.name} (model, target_id, season, "
+                  f"{', '.join(columns)}, updated_at) VALUES ({', '.join([mark] * 9)}) "
+                  "ON CONFLICT (model, target_id, season) DO UPDATE SET ")
+        for rows, value in ((append, concat), (replace, "excluded.{c}")):
+            if rows:
+                sets = [f"{c} = " + value.format(t=OBSERVATION_LOG.name, c=c) for c in columns]
+                conn.exec_driver_sql(insert + ", ".join([*sets, "updated_at = excluded."
+                                                         "updated_at"]), rows)
+        return len(taken.batch)
+
+    def read_log(self, model: str, target_ids: Sequence[str], season: int | None = None
+                 ) -> dict[tuple[str, int], Series]:
+        """The logged series of these targets under ``model`` (of one season, or all)."""
+        from ..observation_log import Series
+
+        table = OBSERVATION_LOG
+        query = sa.select(table.c.target_id, table.c.season, table.c.times, table.c.bands,
+                          table.c.outputs, table.c.stops, table.c.flags).where(
+            table.c.model == model, table.c.target_id.in_(list(target_ids)))
+        if season is not None:
+            query = query.where(table.c.season == season)
+        return {(row[0], int(row[1])): Series.decode(*row[2:]) for row in self._fetch_all(query)}
+
+    def log_seasons(self, model: str, target_id: str) -> list[int]:
+        table = OBSERVATION_LOG
+        return [int(r[0]) for r in self._fetch_all(
+            sa.select(table.c.season).where(table.c.model == model,
+                                            table.c.target_id == target_id)
+            .order_by(table.c.season))]
+
+    def prune_log(self, before: datetime) -> int:
+        """Delete the logged seasons last written before ``before``; returns how many."""
+        with self.transaction() as conn:
+            return int(conn.execute(OBSERVATION_LOG.delete().where(
+                OBSERVATION_LOG.c.updated_at < before)).rowcount)
 
     def adopt_states(self, model: str) -> int:
         """Give state rows written before state was keyed by model to ``model``; returns how

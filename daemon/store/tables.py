@@ -94,6 +94,29 @@ class TargetState(SQLModel, table=True):
     acquisition_id: str | None = None
 
 
+def _blob() -> sa.Column:
+    return sa.Column(sa.LargeBinary, nullable=False)
+
+
+class ObservationLogRow(SQLModel, table=True):
+    """A target's observations of one season under one model, with the model's outputs after
+    each: one blob per column, appended to by each checkpoint (layout in
+    daemon/observation_log.py). The key serves a target's evidence; ``updated_at`` the
+    pruning of old seasons."""
+
+    __tablename__ = "observation_log"
+    __table_args__ = (sa.Index("ix_observation_log_updated_at", "updated_at"),)
+    model: str = Field(primary_key=True)
+    target_id: str = Field(primary_key=True)
+    season: int = Field(primary_key=True)
+    times: bytes = Field(sa_column=_blob())
+    bands: bytes = Field(sa_column=_blob())
+    outputs: bytes = Field(sa_column=_blob())
+    stops: bytes = Field(sa_column=_blob())
+    flags: bytes = Field(sa_column=_blob())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
 class Deployment(SQLModel, table=True):
     """Settings fixed for the life of a store (shards, partitions): checked at every start."""
 
@@ -265,5 +288,6 @@ TARGET_STATE, DECISIONS, ALERTS = table_of(TargetState), table_of(DecisionRow), 
 DEPLOYMENT, SHARD_OWNERS = table_of(Deployment), table_of(ShardOwner)
 CONSUMER_OFFSETS, DEAD_LETTERS = table_of(ConsumerOffset), table_of(DeadLetter)
 BUS_MESSAGES = table_of(BusMessage)
+OBSERVATION_LOG = table_of(ObservationLogRow)
 API_TOKENS, SUBSCRIPTIONS = table_of(ApiToken), table_of(SubscriptionRow)
 DELIVERIES, DELIVERY_ATTEMPTS = table_of(DeliveryRow), table_of(DeliveryAttempt)

@@ -19,6 +19,7 @@ from eowatch.models.artifact import ModelMetadata
 
 from .area_view import AreaCells
 from .bus.base import Bus
+from .evidence import Explainer, evidence_png
 from .metrics import Metrics
 from .state import checkpointed_parcel
 from .store.store import Page, Store
@@ -29,9 +30,13 @@ from .webhooks.targets import Resolver, system_resolver
 def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
                model_sha256: str, read_open: bool = True,
                webhook_allowed: Sequence[IPv4Network | IPv6Network] = (),
-               resolve: Resolver = system_resolver) -> FastAPI:
+               resolve: Resolver = system_resolver, explainer: Explainer | None = None
+               ) -> FastAPI:
     """``read_open``: reading needs no token; ``webhook_allowed``: internal networks webhook
-    targets may be in."""
+    targets may be in; ``explainer``: parcels' evidence (default: the model's own threshold
+    and season start)."""
+    explainer = explainer or Explainer(store, model, model_sha256, model.stop_threshold,
+                                       model.season_start or "01-01")
     app = FastAPI(title="eowatch", version=__version__,
                   description="Early crop-type decisions and flood alerts from satellite "
                               "feeds, and webhook subscriptions to them.")
@@ -76,6 +81,22 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
         return {"id": parcel_id, "shard": row["shard"], "label": row["label"],
                 "season_start": row["season_start"], "source": row["source"],
                 "state": current, "decisions": store.decisions_for(parcel_id)}
+
+    def evidence_of(parcel_id: str, season: int | None) -> dict[str, Any]:
+        evidence = explainer.parcel(parcel_id, season)
+        if evidence is None:
+            raise HTTPException(404, f"parcel {parcel_id!r} is not registered")
+        return evidence
+
+    @app.get("/parcels/{parcel_id}/evidence", dependencies=reader,
+             summary="What the model read of a parcel's season and made of each observation")
+    def parcel_evidence(parcel_id: str, season: int | None = None) -> dict[str, Any]:
+        return evidence_of(parcel_id, season)
+
+    @app.get("/parcels/{parcel_id}/evidence.png", dependencies=reader,
+             summary="A parcel's evidence as a plot", response_class=Response)
+    def parcel_evidence_png(parcel_id: str, season: int | None = None) -> Response:
+        return Response(evidence_png(evidence_of(parcel_id, season)), media_type="image/png")
 
     @app.get("/decisions", dependencies=reader,
              summary="Decisions, oldest acquisition first, paged")

@@ -1,5 +1,5 @@
-"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import`, `eowatch settings`,
-`eowatch feeds` and `eowatch tokens` commands."""
+"""The `eowatch run`, `eowatch parcels import`, `eowatch areas import`, `eowatch explain`,
+`eowatch settings`, `eowatch feeds` and `eowatch tokens` commands."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                              f"{DEFAULT_COARSE_METRES:g})")
         imp.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
         imp.set_defaults(handler=run_import, kind=kind)
+
+    explain = commands.add_parser(
+        "explain", help="print what the model read of a parcel's season and made of it",
+        description="Print a parcel's evidence from the observation log: each observation's "
+        "date, the class probabilities and stopping probability after it, the cloudy dates "
+        "skipped, late observations, and the decision. The API serves the same as JSON and PNG "
+        "(/parcels/{id}/evidence, /parcels/{id}/evidence.png).")
+    explain.add_argument("parcel", help="parcel id")
+    explain.add_argument("--season", type=int, help="season (the year it starts in; default: "
+                         "the latest logged)")
+    explain.add_argument("--png", type=Path, help="also write the plot to this file")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    explain.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
+    explain.set_defaults(handler=run_explain)
 
     show = commands.add_parser("settings", help="print every setting, its variable and value",
                                description="Print every setting with its environment variable, "
@@ -117,6 +131,33 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{sum(g.count for g in grids):,} cells of {args.cell_size:g} m in "
               f"{len(grids)} areas")
     print(f"{args.kind} from {args.file}: {report.summary()}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from eowatch.models.artifact import load_artifact
+
+    from .evidence import Explainer, evidence_png, evidence_text
+    from .service import resolve_season_start
+    from .store.store import Store
+
+    settings = _settings(args)
+    store = Store(settings.resolved_store_url)
+    store.migrate()
+    loaded = load_artifact(settings.model_path)
+    explainer = Explainer(store, loaded.metadata, loaded.sha256,
+                          settings.stop_threshold or loaded.metadata.stop_threshold,
+                          resolve_season_start(settings, loaded.metadata))
+    evidence = explainer.parcel(args.parcel, args.season)
+    if evidence is None:
+        print(f"parcel {args.parcel!r} is not registered")
+        return 1
+    print(json.dumps(evidence, default=str, indent=1) if args.json else evidence_text(evidence))
+    if args.png:
+        args.png.write_bytes(evidence_png(evidence))
+        print(f"plot written to {args.png}")
     return 0
 
 

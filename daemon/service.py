@@ -29,6 +29,7 @@ from .bus.base import Bus, BusError
 from .bus.embedded import EmbeddedBus, committed_offsets
 from .checkpoints import CheckpointError
 from .consuming import Consumer
+from .evidence import Explainer
 from .metrics import Metrics
 from .processing import Processor
 from .publisher import Publisher
@@ -193,7 +194,11 @@ class Daemon:
         self.api_port = self.api_socket.getsockname()[1]
         self.api = uvicorn.Server(uvicorn.Config(
             create_app(self.store, self.bus, self.metrics, self.model.metadata,
-                       self.model.sha256, settings.api_read_open, allowed),
+                       self.model.sha256, settings.api_read_open, allowed,
+                       explainer=Explainer(self.store, self.model.metadata, self.model.sha256,
+                                           settings.stop_threshold
+                                           or self.model.metadata.stop_threshold,
+                                           self.processor.default_season_start)),
             host=settings.api_host, port=settings.api_port, log_level="warning",
             access_log=False))
 

@@ -16,6 +16,7 @@ import pytest
 import shapely
 
 from eowatch.contract.messages import shard_of
+from eowatch.daemon.observation_log import LOG_BANDS
 from eowatch.daemon.store.store import Store
 from eowatch.daemon.store.tables import DeadLetter
 from eowatch.models.artifact import load_artifact
@@ -33,9 +34,10 @@ OVERPASS = timedelta(hours=10, minutes=30)
 
 
 def quantised(values: np.ndarray) -> np.ndarray:
-    """Reflectance as the files hold it: raw DN (offset +1000 applied by the writer), back."""
-    return ((np.clip(np.round(values * 10_000) + 1000, 1, 65535) - 1000) / 10_000
-            ).astype(np.float32)
+    """Reflectance as the files hold it: raw DN (offset +1000 applied by the writer), back;
+    then rounded to float16 as the daemon steps it when it keeps its observation log."""
+    reflectance = (np.clip(np.round(values * 10_000) + 1000, 1, 65535) - 1000) / 10_000
+    return reflectance.astype(LOG_BANDS).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,17 @@ def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
 def simulated_season(n_parcels: int, seed: int = 0) -> SeriesSet:
     """The series the simulated feed plays in its first season (its simulator seed is
     seed * 1000 + season), less the observations the daemon skips as cloudy (the default
-    EOWATCH_MIN_VALID_FRACTION, 0.5)."""
+    EOWATCH_MIN_VALID_FRACTION, 0.5), with values rounded to float16 as the daemon steps them
+    when it keeps its observation log (the default)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from eowatch.daemon.observation_log import LOG_BANDS
     from eowatch.models.datasets.simulator import ParcelSimulator
 
-    return ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+    series = ParcelSimulator(n_parcels, seed=seed * 1000).series(min_valid_fraction=0.5)
+    return replace(series, values=series.values.astype(LOG_BANDS).astype(np.float32))
 
 
 def offline_decisions(n_parcels: int, seed: int = 0) -> dict[str, tuple[str, float]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,15 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from eowatch.contract.feeds import Feed, FeedHost, FeedMetrics, FeedSettings
+from eowatch.contract.feeds import (
+    Backfilled,
+    Feed,
+    FeedHost,
+    FeedMetrics,
+    FeedSettings,
+    Progress,
+    backfill_key,
+)
 from eowatch.contract.messages import ObservationChunk
 from eowatch.errors import EowatchError
 
@@ -147,6 +156,59 @@ class ItemFeed(Feed):
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def backfill(self, since: datetime, until: datetime, progress: Progress | None = None,
+                 retry_seconds: float = 5.0) -> Backfilled:
+        """The items acquired in [since, until], oldest first, read and published as polls do;
+        an item that fails is tried ``max_attempts`` times (``retry_seconds`` apart, doubling)
+        then skipped with its reason, which the report lists."""
+        key = backfill_key(self.name, since, until)
+        window = until - since + timedelta(days=1)  # the cursor remembers every item read
+        cursor = Cursor.load(self.host.cursor(key))
+        items = sorted((i for i in self.items(since)
+                        if i.datetime is not None and i.datetime <= until),
+                       key=lambda i: (i.datetime, i.id))
+        todo = [i for i in items if i.id not in cursor.recent]
+        done = Backfilled(earlier=len(items) - len(todo))
+        if progress is not None:
+            progress.reset(total=len(items))
+            progress.update(done.earlier)
+        for item in todo:
+            if self.stopping.is_set():
+                break
+            chunks = self._read_retrying(item, retry_seconds, done)
+            cursor = cursor.after(item, window)
+            self.host.publish(key, chunks or [], cursor.dump())
+            if chunks is not None:
+                done.published += 1
+                done.chunks += len(chunks)
+            if progress is not None:
+                progress.update(1)
+        if cursor.datetime is not None and self.host.cursor(self.name) is None:
+            live = Cursor(cursor.datetime, cursor.id, {
+                k: v for k, v in cursor.recent.items()
+                if datetime.fromisoformat(v) >= cursor.datetime - self.polling.lookback})
+            self.host.publish(self.name, [], live.dump())
+            done.handed_over = True
+        return done
+
+    def _read_retrying(self, item: Item, retry_seconds: float, done: Backfilled
+                       ) -> list[ObservationChunk] | None:
+        """The item's chunks, or None when it is skipped (listed in ``done``)."""
+        for attempt in range(1, self.polling.max_attempts + 1):
+            try:
+                return self.read(item)
+            except ItemError as exc:
+                self.metrics.feed_items.labels(self.name, "failed").inc()
+                if exc.permanent or attempt == self.polling.max_attempts:
+                    log.error("%s: backfill skips %s: %s", self.name, item.id, exc)
+                    self.metrics.feed_items.labels(self.name, "skipped").inc()
+                    done.skipped.append(f"{item.id}: {exc}")
+                    return None
+                log.warning("%s: item %s failed (attempt %d of %d): %s", self.name, item.id,
+                            attempt, self.polling.max_attempts, exc)
+                time.sleep(retry_seconds * 2 ** (attempt - 1))
+        return None
 
     def _failed(self, cursor: Cursor, item: Item, exc: ItemError) -> Cursor:
         attempts = self.polling.max_attempts if exc.permanent else \

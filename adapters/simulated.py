@@ -18,11 +18,14 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from eowatch.contract.feeds import (
+    Backfilled,
     Feed,
     FeedContext,
     FeedHost,
     FeedSettings,
     FeedSpec,
+    Progress,
+    backfill_key,
     chunks_by_shard,
 )
 from eowatch.contract.messages import ObservationChunk, shards_of
@@ -119,7 +122,51 @@ class SimulatedFeed(Feed):
                 break
         return published
 
-    def _publish_acquisition(self, season: int, event: int, day: int, tile: int) -> int:
+    def backfill(self, since: datetime, until: datetime, progress: Progress | None = None
+                 ) -> Backfilled:
+        """The acquisitions (and season ends) of [since, until], as polls publish them."""
+        key = backfill_key(FEED, since, until)
+        position = self.host.cursor(key) or {"season": 0, "event": 0}
+        plan = self._plan(since, until)
+        todo = [(s, e) for s, e in plan if (s, e) >= (position["season"], position["event"])]
+        done = Backfilled(earlier=len(plan) - len(todo))
+        if progress is not None:
+            progress.reset(total=len(plan))
+            progress.update(done.earlier)
+        cursor = None
+        for season, event in todo:
+            events = self._events(season)
+            if event < len(events):
+                day, tile = events[event]
+                done.chunks += self._publish_acquisition(season, event, day, tile, key)
+                cursor = {"season": season, "event": event + 1}
+            else:
+                done.chunks += self._publish_season_end(season, key)
+                cursor = {"season": season + 1, "event": 0}
+            done.published += 1
+            if progress is not None:
+                progress.update(1)
+        if cursor is not None and self.host.cursor(FEED) is None:
+            self.host.publish(FEED, [], cursor)
+            self.cursor = cursor
+            done.handed_over = True
+        return done
+
+    def _plan(self, since: datetime, until: datetime) -> list[tuple[int, int]]:
+        """(season, event) of each acquisition in [since, until]; event = the season's event
+        count for its end."""
+        plan, season = [], 0
+        while self.acquired_at(season, 0) <= until and not (self.seasons and
+                                                             season >= self.seasons):
+            events = self._events(season)
+            times = [self.acquired_at(season, day) for day, _ in events] + \
+                [self.acquired_at(season, SEASON_DAYS)]
+            plan += [(season, k) for k, t in enumerate(times) if since <= t <= until]
+            season += 1
+        return plan
+
+    def _publish_acquisition(self, season: int, event: int, day: int, tile: int,
+                             cursor_key: str = FEED) -> int:
         acquisition = self.simulator(season).acquire(tile, day)
         ids = self.parcel_ids[acquisition.parcels]
         chunks = chunks_by_shard(
@@ -128,11 +175,12 @@ class SimulatedFeed(Feed):
             self.parcel_shards[acquisition.parcels], acquisition.values[:, self._columns],
             acquisition.valid_fraction)
         cursor = {"season": season, "event": event + 1}
-        self.host.publish(FEED, chunks, cursor)
-        self.cursor = cursor
+        self.host.publish(cursor_key, chunks, cursor)
+        if cursor_key == FEED:
+            self.cursor = cursor
         return len(chunks)
 
-    def _publish_season_end(self, season: int) -> int:
+    def _publish_season_end(self, season: int, cursor_key: str = FEED) -> int:
         """One empty `season_end` chunk per shard: undecided parcels decide at their last step."""
         end = self.acquired_at(season, SEASON_DAYS)
         empty = np.zeros((0, len(self.band_names)), np.float32)
@@ -143,8 +191,9 @@ class SimulatedFeed(Feed):
                                    season=self.start_year + season)
                   for shard in np.unique(self.parcel_shards)]
         cursor = {"season": season + 1, "event": 0}
-        self.host.publish(FEED, chunks, cursor)
-        self.cursor = cursor
+        self.host.publish(cursor_key, chunks, cursor)
+        if cursor_key == FEED:
+            self.cursor = cursor
         log.info("simulated season %d ended", self.start_year + season)
         return len(chunks)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from eowatch.errors import EowatchError
 
 from .messages import ObservationChunk
 
@@ -52,6 +54,32 @@ class FeedHost(Protocol):
         and cells (eowatch.cells.cell_rows)."""
 
 
+class Progress(Protocol):
+    """A progress bar (tqdm's interface): how many acquisitions there are, and each done."""
+
+    def reset(self, total: float | None = None) -> None: ...
+
+    def update(self, n: float | None = 1) -> bool | None: ...
+
+
+@dataclass
+class Backfilled:
+    """What a backfill did."""
+
+    published: int = 0   # acquisitions published now
+    chunks: int = 0
+    earlier: int = 0     # acquisitions an earlier run of the same period published
+    skipped: list[str] = field(default_factory=list)  # "<acquisition>: <reason>"
+    handed_over: bool = False  # the live feed (without a cursor yet) continues from its end
+
+
+def backfill_key(feed: str, since: datetime, until: datetime) -> str:
+    """The cursor of a backfill of one period (a second run of it resumes from there)."""
+    def text(when: datetime) -> str:
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{feed}:backfill:{text(since)}/{text(until)}"
+
+
 class Feed(ABC):
     """A feed: ``poll`` publishes what is new since the cursor and returns the chunk count."""
 
@@ -67,6 +95,14 @@ class Feed(ABC):
         """Ask a poll in flight to end after the acquisition it is publishing, so that a
         shutdown waits for one acquisition, not for a whole backlog."""
         return  # feeds whose polls are short have nothing to do
+
+    def backfill(self, since: datetime, until: datetime, progress: Progress | None = None
+                 ) -> Backfilled:
+        """Publish the acquisitions of [since, until] in acquisition order, through the same
+        code and bus as polls, with a cursor of the period's own (``backfill_key``): the live
+        cursor stays where it is, and a second run of the period publishes nothing again.
+        When the live feed has no cursor yet, it continues from the period's end."""
+        raise EowatchError(f"feed {self.name!r} cannot replay a past period")
 
 
 def chunks_by_shard(feed: str, acquisition_id: str, acquired_at: datetime,

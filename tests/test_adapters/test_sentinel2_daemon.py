@@ -77,9 +77,7 @@ def season(tmp_path_factory):
 
 
 @pytest.mark.parametrize("bus", ["embedded", "kafka"])
-def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
-    server, parcels, expected = season
-    assert N_PARCELS // 2 <= len(expected) < N_PARCELS, expected  # most, not all, decide
+def register(tmp_path, parcels) -> None:
     store = Store(f"sqlite:///{tmp_path / 'eowatch.db'}")
     store.migrate()
     store.upsert_parcels([
@@ -87,6 +85,12 @@ def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
          "geometry": json.dumps(json.loads(shapely.to_geojson(T30UWU.to_lonlat(p))))}
         for i, p in enumerate(parcels)])
     store.close()
+
+
+def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
+    server, parcels, expected = season
+    assert N_PARCELS // 2 <= len(expected) < N_PARCELS, expected  # most, not all, decide
+    register(tmp_path, parcels)
     bootstrap = request.getfixturevalue("kafka_bootstrap") if bus == "kafka" else None
     daemon = make_daemon(tmp_path, bus, unique, bootstrap, feeds=("sentinel2",),
                          feed_settings={"sentinel2": {
@@ -103,5 +107,41 @@ def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
         items = daemon.metrics.registry.get_sample_value(
             "eowatch_feed_items_total", {"feed": "sentinel2", "outcome": "published"})
         assert items == len(server.items)
+    finally:
+        daemon.shutdown()
+
+
+def test_backfilled_archive_then_live_decides_as_a_whole_live_season(season, tmp_path, unique,
+                                                                   monkeypatch, capsys):
+    """The archive up to a mid-season date replayed by `eowatch backfill`, then the daemon
+    started on it: the decisions of a daemon that read the whole season live."""
+    server, parcels, expected = season
+    register(tmp_path, parcels)
+    for name, value in {"DATA_DIR": str(tmp_path), "SHARDS": str(SHARDS), "PARTITIONS": "4",
+                        "TOPIC_PREFIX": unique, "S2_STAC_URL": server.url}.items():
+        monkeypatch.setenv(f"EOWATCH_{name}", value)
+    middle = f"{datetime(2026, 1, 1) + timedelta(days=LAST_DAY // 2):%Y-%m-%d}"
+    from eowatch.cli import main
+
+    assert main(["backfill", "--feed", "sentinel2", "--since", "2026-01-01",
+                 "--until", middle]) == 0
+    report = capsys.readouterr().out
+    assert "the live feed continues from here" in report and "0 skipped" in report
+    daemon = make_daemon(tmp_path, "embedded", unique, feeds=("sentinel2",),
+                         feed_settings={"sentinel2": {"stac_url": server.url,
+                                                      "max_items_per_poll": 500}})
+    try:
+        drain(daemon)
+        decisions = {d["parcel_id"]: d for d in daemon.store.list_decisions(limit=100).items}
+        assert {p: (d["class"], pytest.approx(d["day_of_season"], abs=1e-3))
+                for p, d in decisions.items()} == {p: (c, day) for p, (c, day)
+                                                   in expected.items()}
+        live = daemon.metrics.registry.get_sample_value(
+            "eowatch_feed_items_total", {"feed": "sentinel2", "outcome": "published"})
+        backfilled = int(report.split(": ")[1].split(" ")[0])
+        assert 0 < live < len(server.items) and backfilled + live == len(server.items)
+        assert (daemon.metrics.registry.get_sample_value(
+            "eowatch_observations_skipped_total", {"reason": "duplicate"}) or 0) == 0
+        assert daemon.store.count(DeadLetter) == 0
     finally:
         daemon.shutdown()

@@ -120,7 +120,7 @@ def test_backfilled_archive_then_live_decides_as_a_whole_live_season(season, tmp
     for name, value in {"DATA_DIR": str(tmp_path), "SHARDS": str(SHARDS), "PARTITIONS": "4",
                         "TOPIC_PREFIX": unique, "S2_STAC_URL": server.url}.items():
         monkeypatch.setenv(f"EOWATCH_{name}", value)
-    middle = f"{datetime(2026, 1, 1) + timedelta(days=LAST_DAY // 2):%Y-%m-%d}"
+    middle = f"{datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=LAST_DAY // 2):%Y-%m-%d}"
     from eowatch.cli import main
 
     assert main(["backfill", "--feed", "sentinel2", "--since", "2026-01-01",

@@ -59,11 +59,13 @@ def make_chunks(shards: int, per_shard: int, acquisitions: int, bands: tuple[str
 
 
 def build_consumer(store: Store, bus: KafkaBus, prefix: str, shards: int, step_batch: int,
-                   device: str, checkpoint_seconds: float) -> Consumer:
+                   device: str, checkpoint_seconds: float, log: bool = True) -> Consumer:
+    """The daemon's consumer; ``log``: keep the observation log (the daemon's default)."""
     metrics = Metrics()
     processor = Processor(CropModel(load_artifact(DEFAULT_MODEL, device)),
                           parcel_registry(store), metrics, 0.5, "01-01", device=device,
-                          load_states=store.load_states, step_batch=step_batch)
+                          load_states=store.load_states, step_batch=step_batch,
+                          read_log=store.read_log if log else None)
     topics = {t: f"{prefix}.{t}" for t in ("observations", "decisions", "alerts", "deadletter")}
     bus.ensure_topics(list(topics.values()))
     return Consumer(topics, f"{prefix}-group", bus, store, [processor], metrics, shards,

@@ -103,15 +103,36 @@ class LogBatch:
                    np.concatenate([p.seasons for p in parts]),
                    Series.concat([p.series for p in parts]))
 
-    def groups(self) -> Iterator[tuple[tuple[str, int], Series]]:
-        """Each (target, season) with its entries in the order they were logged."""
+    def _grouped(self) -> tuple[LogBatch, np.ndarray]:
+        """The entries ordered by (target, season), logged order within each, and the group
+        bounds."""
         codes, _ = pd.factorize(self.targets)
         order = np.lexsort((self.seasons, codes))  # stable: the logged order within a group
         batch = self.subset(order)
         cuts = np.flatnonzero((np.diff(codes[order]) != 0) | (np.diff(batch.seasons) != 0)) + 1
-        bounds = np.concatenate([[0], cuts, [len(batch)]])
+        return batch, np.concatenate([[0], cuts, [len(batch)]]).astype(np.int64)
+
+    def groups(self) -> Iterator[tuple[tuple[str, int], Series]]:
+        """Each (target, season) with its entries in the order they were logged."""
+        batch, bounds = self._grouped()
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             yield (str(batch.targets[a]), int(batch.seasons[a])), batch.series.subset(slice(a, b))
+
+    def encoded(self) -> Iterator[tuple[str, int, list[bytes]]]:
+        """Each (target, season) with its entries' bytes per column (``Series`` field order),
+        as the store writes them. Each column is cut into per-entry bytes in one pass, so a
+        group costs a few list operations, not numpy calls (most groups hold one entry: a
+        checkpoint comes every few seconds)."""
+        batch, bounds = self._grouped()
+        columns = []
+        for f in fields(Series):
+            values = np.ascontiguousarray(getattr(batch.series, f.name))
+            flat = values.reshape(len(values), -1)
+            columns.append(flat.view(f"V{flat.shape[1] * flat.itemsize}").ravel().tolist())
+        targets, seasons = batch.targets.tolist(), batch.seasons.tolist()
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            yield (str(targets[a]), int(seasons[a]),
+                   [c[a] if b - a == 1 else b"".join(c[a:b]) for c in columns])
 
 
 @dataclass

@@ -294,9 +294,8 @@ class Store(WebhookStore):
         now = utcnow()
         append: list[tuple[Any, ...]] = []
         replace: list[tuple[Any, ...]] = []
-        for (target, season), series in taken.batch.groups():
-            blobs = series.encode()
-            row = (model, target, season, *blobs.values(), now)
+        for target, season, blobs in taken.batch.encoded():
+            row = (model, target, season, *blobs, now)
             (replace if (target, season) in taken.replaced else append).append(row)
         columns = ("times", "bands", "outputs", "stops", "flags")
         mark = "?" if conn.dialect.name == "sqlite" else "%s"

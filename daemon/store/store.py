@@ -292,10 +292,13 @@ class Store(WebhookStore):
         if taken.batch is None:
             return 0
         now = utcnow()
+        # bound once, as the column type would store it: not converted again for every row
+        stamp: Any = now.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" \
+            else now
         append: list[tuple[Any, ...]] = []
         replace: list[tuple[Any, ...]] = []
         for target, season, blobs in taken.batch.encoded():
-            row = (model, target, season, *blobs, now)
+            row = (model, target, season, *blobs, stamp)
             (replace if (target, season) in taken.replaced else append).append(row)
         columns = ("times", "bands", "outputs", "stops", "flags")
         mark = "?" if conn.dialect.name == "sqlite" else "%s"

@@ -19,7 +19,7 @@ from eowatch.models.artifact import ModelMetadata
 
 from .area_view import AreaCells
 from .bus.base import Bus
-from .evidence import Explainer, evidence_png
+from .evidence import Explainer, cell_evidence_png, evidence_png
 from .metrics import Metrics
 from .state import checkpointed_parcel
 from .store.store import Page, Store
@@ -97,6 +97,23 @@ def create_app(store: Store, bus: Bus, metrics: Metrics, model: ModelMetadata,
              summary="A parcel's evidence as a plot", response_class=Response)
     def parcel_evidence_png(parcel_id: str, season: int | None = None) -> Response:
         return Response(evidence_png(evidence_of(parcel_id, season)), media_type="image/png")
+
+    def cell_evidence_of(cell_id: str, year: int | None) -> dict[str, Any]:
+        evidence = explainer.cell(cell_id, year)
+        if evidence is None:
+            raise HTTPException(404, f"cell {cell_id!r} is not registered")
+        return evidence
+
+    @app.get("/cells/{cell_id:path}/evidence", dependencies=reader,
+             summary="A flood cell's observations of a year and its status after each")
+    def cell_evidence(cell_id: str, year: int | None = None) -> dict[str, Any]:
+        return cell_evidence_of(cell_id, year)
+
+    @app.get("/cells/{cell_id:path}/evidence.png", dependencies=reader,
+             summary="A flood cell's evidence as a plot", response_class=Response)
+    def cell_evidence_png_view(cell_id: str, year: int | None = None) -> Response:
+        return Response(cell_evidence_png(cell_evidence_of(cell_id, year)),
+                        media_type="image/png")
 
     @app.get("/decisions", dependencies=reader,
              summary="Decisions, oldest acquisition first, paged")

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from eowatch.models import flood, flood_geo
 
 from .bus.base import Record
 from .metrics import Metrics
+from .observation_log import Series
 from .outcomes import BatchOutput
 from .processing import Processor
 from .registry import TargetRegistry
@@ -149,15 +150,24 @@ def alert_id(event_id: str, kind: str, observed_at: str) -> str:
 
 
 class AreaProcessor(Processor):
-    """Steps the cells of areas and turns each area's observation into flood events."""
+    """Steps the cells of areas and turns each area's observation into flood events.
+
+    With a log, each cell's observations and its status and flood probability after each are
+    logged per calendar year (cells have no seasons), for their evidence. A late observation
+    is not inserted at its date: the flood model's verdicts are per acquisition and area, and
+    were published."""
+
+    reorders_late = False
 
     def __init__(self, registry: TargetRegistry, metrics: Metrics, min_valid_fraction: float,
                  read_area: Callable[[str], tuple[dict[str, Any] | None, int]],
                  load_states: Callable[[str, list[int]], list[tuple[str, int, bytes, str | None]]]
                  | None = None, budget_bytes: int | None = None,
-                 rule: flood.EventRule | None = None) -> None:
+                 rule: flood.EventRule | None = None,
+                 read_log: Callable[[str, Sequence[str]], dict[tuple[str, int], Series]]
+                 | None = None) -> None:
         super().__init__(FloodModel(), registry, metrics, min_valid_fraction, "01-01",
-                         "cpu", torch.float64, load_states, budget_bytes)
+                         "cpu", torch.float64, load_states, budget_bytes, read_log=read_log)
         self.areas = StateTable(_AreaEvents(), "cpu", torch.float64)  # type: ignore[arg-type]
         self.areas_key = f"{self.model.key}/areas"
         self.read_area, self.rule = read_area, rule or flood.EventRule()
@@ -275,6 +285,14 @@ class AreaProcessor(Processor):
         t.last_time[rows] = batch.time
         t.acquisition[rows] = batch.acquisition
         t.dirty.update(rows.tolist())
+        if self.log is not None:
+            self.log.add(batch.target_ids, self.log_seasons(batch), batch.time, batch.values,
+                         t.outputs[rows], p, 0)
+
+    def log_seasons(self, batch: Rows) -> np.ndarray:
+        """Cells are logged per calendar year of the acquisition."""
+        return batch.time.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) \
+            + 1970
 
     def groups(self, rows: np.ndarray, batch: Rows) -> tuple[np.ndarray, np.ndarray]:
         """Per cell, a code of its (area, acquisition); and the cells' places."""

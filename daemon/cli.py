@@ -66,14 +66,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     backfill.set_defaults(handler=run_backfill)
 
     explain = commands.add_parser(
-        "explain", help="print what the model read of a parcel's season and made of it",
-        description="Print a parcel's evidence from the observation log: each observation's "
-        "date, the class probabilities and stopping probability after it, the cloudy dates "
-        "skipped, late observations, and the decision. The API serves the same as JSON and PNG "
-        "(/parcels/{id}/evidence, /parcels/{id}/evidence.png).")
-    explain.add_argument("parcel", help="parcel id")
-    explain.add_argument("--season", type=int, help="season (the year it starts in; default: "
-                         "the latest logged)")
+        "explain", help="print what the model read of a parcel or flood cell and made of it",
+        description="Print a target's evidence from the observation log. A parcel: each "
+        "observation's date, the class probabilities and stopping probability after it, the "
+        "cloudy dates skipped, late observations, and the decision. A flood cell: each "
+        "observation's kind (radar, optical, weather satellite) and values, the cell's status "
+        "and flood probability after it, and its area's alerts. The API serves the same as "
+        "JSON and PNG (/parcels/{id}/evidence[.png], /cells/{id}/evidence[.png]).")
+    explain.add_argument("target", help="parcel id, or cell id (<area>/<row>-<col>)")
+    explain.add_argument("--season", type=int, help="season (the year it starts in; a cell: "
+                         "the calendar year; default: the latest logged)")
     explain.add_argument("--png", type=Path, help="also write the plot to this file")
     explain.add_argument("--json", action="store_true", help="print JSON instead of a table")
     explain.add_argument("--config", type=Path, help="TOML settings file [env: EOWATCH_CONFIG]")
@@ -214,7 +216,13 @@ def run_explain(args: argparse.Namespace) -> int:
 
     from eowatch.models.artifact import load_artifact
 
-    from .evidence import Explainer, evidence_png, evidence_text
+    from .evidence import (
+        Explainer,
+        cell_evidence_png,
+        cell_evidence_text,
+        evidence_png,
+        evidence_text,
+    )
     from .service import resolve_season_start
     from .store.store import Store
 
@@ -225,13 +233,17 @@ def run_explain(args: argparse.Namespace) -> int:
     explainer = Explainer(store, loaded.metadata, loaded.sha256,
                           settings.stop_threshold or loaded.metadata.stop_threshold,
                           resolve_season_start(settings, loaded.metadata))
-    evidence = explainer.parcel(args.parcel, args.season)
+    evidence = explainer.parcel(args.target, args.season)
+    text, png = evidence_text, evidence_png
     if evidence is None:
-        print(f"parcel {args.parcel!r} is not registered")
+        evidence, text, png = explainer.cell(args.target, args.season), cell_evidence_text, \
+            cell_evidence_png
+    if evidence is None:
+        print(f"{args.target!r} is neither a registered parcel nor a cell")
         return 1
-    print(json.dumps(evidence, default=str, indent=1) if args.json else evidence_text(evidence))
+    print(json.dumps(evidence, default=str, indent=1) if args.json else text(evidence))
     if args.png:
-        args.png.write_bytes(evidence_png(evidence))
+        args.png.write_bytes(png(evidence))
         print(f"plot written to {args.png}")
     return 0
 

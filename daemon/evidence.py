@@ -1,6 +1,6 @@
-"""A parcel's evidence: what the model read and what it made of each observation, from the
-observation log, with the decision it led to. Served as JSON and PNG by the API and printed by
-`eowatch explain`."""
+"""A target's evidence: what its model read and made of each observation, from the
+observation log, with what it led to (a parcel's decision, a cell's area's flood alerts).
+Served as JSON and PNG by the API and printed by `eowatch explain`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from eowatch.models import flood
 from eowatch.models.artifact import ModelMetadata
 from eowatch.models.calibration import calibrate
 from eowatch.seasons import season_begin
 
+from .areas import CELL_BANDS, is_geo, is_radar
 from .observation_log import LATE
 from .store.store import Store
 
@@ -69,6 +71,46 @@ class Explainer:
             "probabilities": {c: np.round(probabilities[:, k], 4).tolist()
                               for k, c in enumerate(self.model.class_names)}}
         evidence["cloudy_dates"] = [iso(t) for t in series.times[~series.stepped].tolist()]
+        return evidence
+
+    def cell(self, cell_id: str, year: int | None = None) -> dict[str, Any] | None:
+        """A flood cell's evidence of a calendar year (default: the latest logged): each
+        observation's kind and bands, the cell's status and flood probability after it, and
+        its area's alerts that year; None when the cell is not registered."""
+        row = self.store.get_cell(cell_id)
+        if row is None:
+            return None
+        if year is None:
+            years = self.store.log_seasons(flood.VERSION, cell_id)
+            year = years[-1] if years else None
+        evidence: dict[str, Any] = {
+            "cell_id": cell_id, "area_id": row["area_id"], "year": year,
+            "model_version": flood.VERSION, "statuses": list(flood.STATUS_NAMES),
+            "steps": {"dates": [], "evidence": [], "status": [], "p_flood": [], "bands": {}},
+            "cloudy_dates": [], "alerts": []}
+        logged = self.store.read_log(flood.VERSION, [cell_id], year) if year is not None \
+            else {}
+        if year is None or (cell_id, year) not in logged:
+            return evidence
+        series = logged[(cell_id, year)].in_order()
+        stepped = series.subset(series.stepped)
+        values = stepped.bands.astype(np.float32)
+        radar, geo = is_radar(values), is_geo(values)
+        kinds = np.where(radar, flood.RADAR, np.where(geo, flood.GEOSTATIONARY, flood.OPTICAL))
+        seen: list[bool] = np.isfinite(values).any(axis=0).tolist()  # type: ignore[union-attr]
+        evidence["steps"] = {
+            "dates": [iso(t) for t in stepped.times.tolist()], "evidence": kinds.tolist(),
+            "status": [flood.STATUS_NAMES[int(s)] for s in stepped.outputs[:, 0].tolist()],
+            "p_flood": np.round(stepped.stops.astype(np.float64), 4).tolist(),
+            "bands": {name: [None if not np.isfinite(v) else round(float(v), 3)
+                             for v in values[:, k].tolist()]
+                      for k, name in enumerate(CELL_BANDS) if seen[k]}}
+        evidence["cloudy_dates"] = [iso(t) for t in series.times[~series.stepped].tolist()]
+        first = datetime(year, 1, 1, tzinfo=UTC)
+        evidence["alerts"] = [
+            {k: a.get(k) for k in ("kind", "event_id", "observed_at", "flooded_km2")}
+            for a in self.store.list_alerts(area=row["area_id"], since=first, limit=1000).items
+            if when(a["observed_at"]).year == year]
         return evidence
 
 
@@ -126,6 +168,76 @@ def evidence_png(evidence: dict[str, Any]) -> bytes:
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def cell_evidence_png(evidence: dict[str, Any]) -> bytes:
+    """The flood probability after each observation (by kind of evidence), the radar
+    backscatter, cloudy dates and the area's alerts."""
+    from eowatch.models.plots import plt
+
+    steps = evidence["steps"]
+    dates = np.array([when(d) for d in steps["dates"]], dtype=object)
+    kinds = np.array(steps["evidence"], dtype=object)
+    p_flood = np.array(steps["p_flood"], dtype=np.float64)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
+                                      height_ratios=(3, 2))
+    for kind, marker in ((flood.RADAR, "o"), (flood.OPTICAL, "s"), (flood.GEOSTATIONARY, ".")):
+        mine = kinds == kind
+        if mine.any():
+            top.plot(dates[mine], p_flood[mine], marker, markersize=4, label=kind)
+    flooded = np.array([s == "flooded" for s in steps["status"]], bool)
+    if flooded.any():
+        top.plot(dates[flooded], p_flood[flooded], "x", color="tab:red", label="flooded")
+    top.axhline(0.5, color="0.5", linestyle="--", linewidth=1)
+    top.set_ylim(-0.02, 1.02)
+    top.set_ylabel("flood probability")
+    top.legend(fontsize=8, loc="upper left")
+    for band in ("VV", "VH"):
+        series = np.array([np.nan if v is None else v
+                           for v in steps["bands"].get(band, [None] * len(dates))], np.float64)
+        if np.isfinite(series).any():
+            bottom.plot(dates[np.isfinite(series)], series[np.isfinite(series)], "o-",
+                        markersize=3, label=f"{band} (dB)")
+    bottom.set_ylabel("backscatter (dB)")
+    bottom.legend(fontsize=8, loc="lower left")
+    for ax in (top, bottom):
+        for cloudy in evidence["cloudy_dates"]:
+            ax.axvline(when(cloudy), color="0.6", linestyle=":", linewidth=0.8, zorder=0)
+        for alert in evidence["alerts"]:
+            ax.axvline(when(alert["observed_at"]), color="tab:red", linewidth=0.8, alpha=0.5)
+    top.set_title(f"cell {evidence['cell_id']}, {evidence['year']}: "
+                  f"{len(evidence['alerts'])} alert(s) of its area", fontsize=10)
+    fig.autofmt_xdate()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def cell_evidence_text(evidence: dict[str, Any]) -> str:
+    steps = evidence["steps"]
+    lines = [f"cell {evidence['cell_id']} (area {evidence['area_id']})  year {evidence['year']}"
+             f"  model {evidence['model_version']}"]
+    if not steps["dates"] and not evidence["cloudy_dates"]:
+        lines.append("no logged observations (none yet, or pruned by EOWATCH_LOG_RETENTION_DAYS)")
+        return "\n".join(lines)
+    bands = [b for b in ("VV", "VH", "MNDWI", "water_index") if b in steps["bands"]]
+    lines.append(f"{'date':<17} {'evidence':<13} " + " ".join(f"{b:>11}" for b in bands)
+                 + f"  {'status':<15} {'p_flood':>7}")
+    alerts = {a["observed_at"][:16]: a["kind"] for a in evidence["alerts"]}
+    rows = [(d, i) for i, d in enumerate(steps["dates"])] + \
+        [(d, -1) for d in evidence["cloudy_dates"]]
+    for date, i in sorted(rows):
+        stamp = date[:16].replace("T", " ")
+        if i < 0:
+            lines.append(f"{stamp:<17} cloudy: skipped")
+            continue
+        measured = " ".join("{:>11}".format("" if steps["bands"][b][i] is None
+                                            else f"{steps['bands'][b][i]:.2f}") for b in bands)
+        alert = alerts.get(date[:16], "")
+        lines.append(f"{stamp:<17} {steps['evidence'][i]:<13} {measured}  "
+                     f"{steps['status'][i]:<15} {steps['p_flood'][i]:>7.3f}  {alert}")
+    return "\n".join(lines)
 
 
 def evidence_text(evidence: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ EARLIEST = datetime(1972, 7, 23, tzinfo=UTC)
 class Processor:
     """Applies chunks to the state table; pure with respect to the bus and the store."""
 
+    reorders_late = True  # late observations are inserted at their date (with a log)
+
     def __init__(self, model: StateModel, registry: TargetRegistry, metrics: Metrics,
                  min_valid_fraction: float, season_start: str,
                  device: str = "cpu", state_dtype: torch.dtype = torch.float32,
@@ -245,7 +247,7 @@ class Processor:
 
     def apply(self, rows_in: Rows, out: BatchOutput) -> None:
         t = self.table
-        if self.log is not None:  # the model steps what the log keeps, so a re-step equals it
+        if self.log is not None and self.reorders_late:  # a re-step then equals the stream
             rows_in = replace(rows_in, values=rows_in.values.astype(LOG_BANDS).astype(np.float32))
         cloudy = rows_in.valid_fraction < self.min_valid_fraction
         self.metrics.observations_skipped.labels("cloudy").inc(int(cloudy.sum()))
@@ -266,7 +268,8 @@ class Processor:
         duplicate = use & (t.last_time[rows] == rows_in.time)
         late = use & ~duplicate & ((rows_in.season < t.season[rows])
                                    | (t.last_time[rows] > rows_in.time))
-        reorder = late & current if self.log is not None else np.zeros(len(rows), bool)
+        reorder = late & current if self.log is not None and self.reorders_late \
+            else np.zeros(len(rows), bool)
         self.metrics.observations_skipped.labels("late").inc(int((late & ~reorder).sum()))
         self.metrics.observations_skipped.labels("duplicate").inc(int(duplicate.sum()))
         use &= ~late & ~duplicate
@@ -283,8 +286,12 @@ class Processor:
         """Log observations the model did not step (no outputs after them)."""
         assert self.log is not None
         n = len(batch.target_ids)
-        self.log.add(batch.target_ids, batch.season, batch.time, batch.values,
+        self.log.add(batch.target_ids, self.log_seasons(batch), batch.time, batch.values,
                      np.full((n, self.table.n_outputs), np.nan), np.full(n, np.nan), flags)
+
+    def log_seasons(self, batch: Rows) -> np.ndarray:
+        """The season each observation is logged under: the target's."""
+        return batch.season
 
     def insert_late(self, rows: np.ndarray, batch: Rows, out: BatchOutput) -> None:
         """Late observations of the current season (Sentinel-2 publishes some items days

@@ -169,7 +169,8 @@ class Daemon:
         self.areas = AreaProcessor(cell_registry(self.store), self.metrics,
                                    settings.min_valid_fraction, self.store.area_cells,
                                    load_states=self.store.load_states,
-                                   budget_bytes=settings.state_budget_bytes)
+                                   budget_bytes=settings.state_budget_bytes,
+                                   read_log=self.processor.read_log)
         # a member that only runs feeds (EOWATCH_CONSUME=false) joins no consumer group
         self.consumer = Consumer(self.topics, settings.consumer_group, self.bus, self.store,
                                  [self.processor, self.areas], self.metrics, settings.shards,

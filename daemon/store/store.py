@@ -239,6 +239,11 @@ class Store(WebhookStore):
                 PARCELS.c.id == parcel_id)).mappings().first()
             return dict(row) if row else None
 
+    def get_cell(self, cell_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(CELLS).where(CELLS.c.id == cell_id)).mappings().first()
+            return dict(row) if row else None
+
     # feed cursors
     def get_cursor(self, feed: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -165,5 +165,23 @@ def test_the_api_shows_alerts_areas_and_the_current_extent(tmp_path, unique):
         assert image.shape[:2] == (300, 400)  # 60 x 80 cells, 5 px each
         flood_blue = np.all(np.isclose(image[..., :3], (0.05, 0.45, 0.95), atol=0.01), axis=-1)
         assert flood_blue.sum() == statuses["flooded"]["cells"] * 25
+
+        # a flooded cell's evidence: its radar passes, its status after each, the alerts
+        t = daemon.areas.table
+        rows = t.live[t.outputs[t.live, 0] == 2]  # flood.STATUS_NAMES: flooded
+        cell = str(t.ids[rows[0]])
+        evidence = client.get(f"/cells/{cell}/evidence").json()
+        steps = evidence["steps"]
+        year = int(opened[0]["observed_at"][:4])  # the record's last year
+        assert evidence["area_id"] == "sim-floodplain-0" and evidence["year"] == year
+        assert set(steps["evidence"]) == {"radar"} and steps["status"][-1] == "flooded"
+        assert steps["dates"] == sorted(steps["dates"]) and steps["p_flood"][-1] > 0.5
+        assert len(steps["bands"]["VV"]) == len(steps["dates"])
+        assert [a["kind"] for a in evidence["alerts"]][0] == "flood.opened"
+        earlier = client.get(f"/cells/{cell}/evidence", params={"year": year - 1}).json()
+        assert earlier["steps"]["status"][0] == "warming_up" and not earlier["alerts"]
+        png = client.get(f"/cells/{cell}/evidence.png")
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+        assert client.get("/cells/sim-floodplain-0/999-999/evidence").status_code == 404
     finally:
         daemon.shutdown()

@@ -139,6 +139,30 @@ def test_kill_9_loses_and_duplicates_nothing(tmp_path, trial, reference):
     decisions, alerts = run_to_end(tmp_path)
     assert decisions == reference[0]
     assert alerts == reference[1]
+    assert_log_matches_state(tmp_path)
+
+
+def assert_log_matches_state(data_dir: Path) -> None:
+    """Each parcel's observation log holds each step once: as many as its state counts."""
+    import numpy as np
+
+    from eowatch.daemon.state import checkpointed_parcel
+    from eowatch.daemon.store.store import Store
+    from eowatch.models.artifact import load_artifact
+    from eowatch.settings import DEFAULT_MODEL
+
+    loaded = load_artifact(DEFAULT_MODEL)
+    store = Store(f"sqlite:///{data_dir / 'eowatch.db'}")
+    parcels = [f"sim-{i:06d}" for i in range(PARCELS)]
+    logged = store.read_log(loaded.sha256, parcels)
+    for parcel in parcels:
+        state = checkpointed_parcel(store, parcel, loaded.metadata.architecture, loaded.sha256)
+        assert state is not None
+        series = logged[(parcel, state["season"])]
+        steps = series.times[series.stepped]
+        assert len(steps) == state["observations"] == len(np.unique(steps)), parcel
+        assert (np.diff(series.times) > 0).all(), parcel  # in order, nothing twice
+    store.close()
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ class Explainer:
         values = stepped.bands.astype(np.float32)
         radar, geo = is_radar(values), is_geo(values)
         kinds = np.where(radar, flood.RADAR, np.where(geo, flood.GEOSTATIONARY, flood.OPTICAL))
-        seen: list[bool] = np.isfinite(values).any(axis=0).tolist()  # type: ignore[union-attr]
+        seen = np.asarray(np.isfinite(values).any(axis=0), bool)
         evidence["steps"] = {
             "dates": [iso(t) for t in stepped.times.tolist()], "evidence": kinds.tolist(),
             "status": [flood.STATUS_NAMES[int(s)] for s in stepped.outputs[:, 0].tolist()],

@@ -163,32 +163,33 @@ class ItemFeed(Feed):
         an item that fails is tried ``max_attempts`` times (``retry_seconds`` apart, doubling)
         then skipped with its reason, which the report lists."""
         key = backfill_key(self.name, since, until)
-        window = until - since + timedelta(days=1)  # the cursor remembers every item read
-        cursor = Cursor.load(self.host.cursor(key))
+        # the items go in (time, id) order, so where the period stands is the last one read
+        stored = self.host.cursor(key) or {}
+        position = (datetime.fromisoformat(stored["datetime"]), stored["id"]) if stored else None
         items = sorted((i for i in self.items(since)
                         if i.datetime is not None and i.datetime <= until),
                        key=lambda i: (i.datetime, i.id))
-        todo = [i for i in items if i.id not in cursor.recent]
+        todo = [i for i in items if position is None or (i.datetime, i.id) > position]
         done = Backfilled(earlier=len(items) - len(todo))
         if progress is not None:
             progress.reset(total=len(items))
             progress.update(done.earlier)
+        last = Cursor()  # with the items read within the live feed's look-back
         for item in todo:
             if self.stopping.is_set():
                 break
             chunks = self._read_retrying(item, retry_seconds, done)
-            cursor = cursor.after(item, window)
-            self.host.publish(key, chunks or [], cursor.dump())
+            when = item.datetime.astimezone(UTC)  # type: ignore[union-attr]
+            self.host.publish(key, chunks or [], {"datetime": when.isoformat(), "id": item.id})
+            last = last.after(item, self.polling.lookback)
             if chunks is not None:
                 done.published += 1
                 done.chunks += len(chunks)
             if progress is not None:
                 progress.update(1)
-        if cursor.datetime is not None and self.host.cursor(self.name) is None:
-            live = Cursor(cursor.datetime, cursor.id, {
-                k: v for k, v in cursor.recent.items()
-                if datetime.fromisoformat(v) >= cursor.datetime - self.polling.lookback})
-            self.host.publish(self.name, [], live.dump())
+        finished = not self.stopping.is_set()
+        if finished and last.datetime is not None and self.host.cursor(self.name) is None:
+            self.host.publish(self.name, [], last.dump())  # the live feed goes on from here
             done.handed_over = True
         return done
 

@@ -1,5 +1,5 @@
-"""The `meteosat` feed: MTG FCI L1C full discs from the EUMETSAT Data Store, per coarse cell of
-the registered areas.
+"""The `meteosat` feed: MTG FCI L1C or MSG SEVIRI Level 1.5 full discs from the EUMETSAT Data
+Store, per coarse cell of the registered areas.
 
 Each poll searches the collection (``EO:EUM:DAT:0662``, FCI L1C FDHSI) with the Data Store's
 OpenSearch API (``search-products/1.0.0/os``, anonymous, paged with ``si`` and ``c``) for the
@@ -11,9 +11,14 @@ adapters/fci.py says, and per cell the feed publishes red (0.64 µm), NIR (0.865
 (1.61 µm) reflectance of the clear pixels, the red/SWIR water index, the clear share, the solar
 zenith angle and the sensor (mtg-fci).
 
+With ``product = seviri`` it reads the MSG satellites' SEVIRI Level 1.5 instead
+(``EO:EUM:DAT:MSG:HRSEVIRI``): one native file per repeat cycle (adapters/seviri.py), of which
+the header and the lines over the areas are fetched with HTTP range requests, or, where the
+server answers a range request with the whole file, from a download deleted after the read;
+per cell the same measures (0.6, 0.8 and 1.6 µm) and the sensor msg-seviri.
+
 Credentials that are missing or refused stop the poll with a clear error, counted as
 ``eowatch_feed_errors_total{stage="auth"}``; an expired token is renewed once per request.
-SEVIRI's native format is not read yet.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import requests
@@ -58,10 +64,12 @@ from .item_feed import (
     Polling,
     PollingSettings,
 )
+from .seviri import HEADER_WITH_ARCHIVE, NativeHeader, Reader, SeviriError, native_cells
 
 log = logging.getLogger(__name__)
 FEED = "meteosat"
 FCI_COLLECTION = "EO:EUM:DAT:0662"
+SEVIRI_COLLECTION = "EO:EUM:DAT:MSG:HRSEVIRI"
 BODY = re.compile(r"CHK-BODY.*_(?P<chunk>\d{4})\.nc$")
 
 
@@ -155,6 +163,7 @@ class MeteosatConfig:
     api_url: str = "https://api.eumetsat.int"
     collection: str = FCI_COLLECTION
     page_size: int = 100
+    product: Literal["fci", "seviri"] = "fci"
     timeout_seconds: float = 60.0
 
     @property
@@ -202,6 +211,8 @@ class MeteosatFeed(ItemFeed):
         return sorted((p for p in found if p.datetime >= since), key=lambda p: p.datetime)
 
     def read(self, item: Product) -> list[ObservationChunk]:
+        if self.config.product == "seviri":
+            return self._read_native(item)
         chunks = item.chunks()
         if not chunks:
             raise MetadataError(f"{item.id}: the product lists no body chunk")
@@ -217,6 +228,56 @@ class MeteosatFeed(ItemFeed):
         if astray and extra & set(chunks):
             parts += self._read_chunks(item, extra & set(chunks), astray)
         return geo_chunks(FEED, self.metrics, item.id, item.datetime, parts)
+
+    def _read_native(self, item: Product) -> list[ObservationChunk]:
+        """A SEVIRI repeat cycle: its native file's header, then the lines over each area."""
+        names = [n for n in item.entries if n.endswith(".nat")]
+        if not names:
+            raise MetadataError(f"{item.id}: the product lists no native (.nat) file")
+        areas = coarse_areas(self.host, self.shards)
+        parts = []
+        if areas:
+            with self._reader(item, names[0]) as read:
+                try:
+                    header = NativeHeader.parse(read(0, HEADER_WITH_ARCHIVE))
+                    for area in areas:
+                        cells = native_cells(header, read, item.datetime, area.grid,
+                                             area.lon, area.lat)
+                        if cells is not None:
+                            parts.append(geo_rows(
+                                area, item.datetime, "msg-seviri", cells["red"], cells["nir"],
+                                cells["swir"], water_index(cells["red"], cells["swir"]),
+                                cells["clear"], cells["valid"]))
+                except SeviriError as exc:
+                    raise ItemError(f"{item.id}: {names[0]}: {exc}") from None
+        return geo_chunks(FEED, self.metrics, item.id, item.datetime, parts)
+
+    @contextmanager
+    def _reader(self, item: Product, name: str) -> Iterator[Reader]:
+        """Reads of one file of a product: HTTP range requests where the Data Store honours
+        them, else the whole file downloaded once (and deleted after)."""
+        first = self._request(item, name, (0, HEADER_WITH_ARCHIVE))
+        if first.status_code == 206:
+            head = first.content
+
+            def ranged(offset: int, length: int) -> bytes:
+                if offset + length <= len(head):
+                    return head[offset:offset + length]
+                with self._request(item, name, (offset, offset + length)) as response:
+                    if response.status_code != 206:
+                        raise ItemError(f"{item.id}: {name}: the range request was answered "
+                                        f"with HTTP {response.status_code}")
+                    return response.content
+            yield ranged
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(name).name
+            self._save(item, name, first, path)
+            with open(path, "rb") as file:
+                def local(offset: int, length: int) -> bytes:
+                    file.seek(offset)
+                    return file.read(length)
+                yield local
 
     @staticmethod
     def _chunks_over(areas: list[CoarseArea]) -> set[int]:
@@ -248,26 +309,45 @@ class MeteosatFeed(ItemFeed):
                         cells["clear"], cells["valid"])
 
     def _download(self, item: Product, name: str, folder: Path) -> Path:
-        """One file of a product, with a bearer token (renewed once if refused)."""
-        href = item.entries[name]
+        """One file of a product, whole."""
         path = folder / Path(name).name
-        for renew in (False, True):
-            headers = {"Authorization": f"Bearer {self.auth.token(renew)}"}
+        self._save(item, name, self._request(item, name), path)
+        return path
+
+    def _save(self, item: Product, name: str, response: requests.Response, path: Path) -> None:
+        with response:
             try:
-                with self.session.get(href, headers=headers, stream=True,
-                                      timeout=self.config.timeout_seconds) as response:
-                    if response.status_code == 401 and not renew:
-                        continue          # expired: a new token, once
-                    if response.status_code in (401, 403):
-                        raise TokenError(f"the Data Store refused the token for {name} "
-                                         f"(HTTP {response.status_code})")
-                    response.raise_for_status()
-                    with open(path, "wb") as out:
-                        for block in response.iter_content(1 << 20):
-                            out.write(block)
-                return path
+                with open(path, "wb") as out:
+                    for block in response.iter_content(1 << 20):
+                        out.write(block)
             except requests.RequestException as exc:
                 raise ItemError(f"{item.id}: downloading {name}: {exc}") from None
+
+    def _request(self, item: Product, name: str, span: tuple[int, int] | None = None
+                 ) -> requests.Response:
+        """GET one file of a product (bytes [start, end) of it), streamed, with a bearer
+        token renewed once if refused."""
+        href = item.entries[name]
+        for renew in (False, True):
+            headers = {"Authorization": f"Bearer {self.auth.token(renew)}"}
+            if span is not None:
+                headers["Range"] = f"bytes={span[0]}-{span[1] - 1}"
+            try:
+                response = self.session.get(href, headers=headers, stream=True,
+                                            timeout=self.config.timeout_seconds)
+            except requests.RequestException as exc:
+                raise ItemError(f"{item.id}: downloading {name}: {exc}") from None
+            if response.status_code == 401 and not renew:
+                response.close()
+                continue          # expired: a new token, once
+            if response.status_code in (401, 403):
+                response.close()
+                raise TokenError(f"the Data Store refused the token for {name} "
+                                 f"(HTTP {response.status_code})")
+            if response.status_code >= 400:
+                response.close()
+                raise ItemError(f"{item.id}: downloading {name}: HTTP {response.status_code}")
+            return response
         raise TokenError(f"the Data Store refused a renewed token for {name}")
 
 
@@ -278,7 +358,10 @@ class MeteosatSettings(PollingSettings):
                                       extra="forbid")
 
     api_url: str = Field("https://api.eumetsat.int", description="the EUMETSAT Data Store API")
-    collection: str = Field(FCI_COLLECTION, description="MTG FCI L1C FDHSI full disc")
+    product: Literal["fci", "seviri"] = Field(
+        "fci", description="fci: MTG FCI L1C FDHSI; seviri: MSG SEVIRI Level 1.5 (native)")
+    collection: str | None = Field(None, description=f"the Data Store collection (default: "
+                                   f"{FCI_COLLECTION} for fci, {SEVIRI_COLLECTION} for seviri)")
     consumer_key: SecretStr | None = Field(None, description="an EUMETSAT account's API key")
     consumer_secret: SecretStr | None = Field(None, description="... and its secret")
     credentials_file: Path | None = Field(None, description="a JSON file with consumer_key "
@@ -299,7 +382,9 @@ class MeteosatSettings(PollingSettings):
 
 
 def _build(settings: MeteosatSettings, context: FeedContext) -> MeteosatFeed:
-    config = MeteosatConfig(settings.api_url, settings.collection)
+    config = MeteosatConfig(settings.api_url, settings.collection or (
+        SEVIRI_COLLECTION if settings.product == "seviri" else FCI_COLLECTION),
+        product=settings.product)
     key, secret = settings.credentials()
     auth = DataStoreAuth(config.token_url, key, secret, retrying_session())
     return MeteosatFeed(context.host, context.shards, config, auth, settings.polling(),
@@ -307,6 +392,7 @@ def _build(settings: MeteosatSettings, context: FeedContext) -> MeteosatFeed:
 
 
 FEED_SPEC = FeedSpec(FEED, MeteosatSettings, _build,
-                     "MTG FCI L1C from the EUMETSAT Data Store (account needed): red, NIR, "
+                     "MTG FCI L1C or MSG SEVIRI Level 1.5 from the EUMETSAT Data Store "
+                     "(account needed): red, NIR, "
                      "SWIR reflectance, a water index and the clear share per coarse cell of "
                      "the areas (floods)")

@@ -33,3 +33,11 @@ def solar_zenith(lon: np.ndarray | float, lat: np.ndarray | float, when: datetim
     cos_zenith = (np.sin(phi) * np.sin(decl)
                   + np.cos(phi) * np.cos(decl) * np.cos(hour_angle))
     return np.degrees(np.arccos(np.clip(cos_zenith, -1.0, 1.0)))
+
+
+def earth_sun_distance(when: datetime) -> float:
+    """The Earth–Sun distance in astronomical units at ``when`` (the Astronomical Almanac's
+    low-precision formula in the Sun's mean anomaly: good to about 1e-4 AU)."""
+    days = (when.astimezone(UTC) - datetime(2000, 1, 1, 12, tzinfo=UTC)).total_seconds() / 86400
+    g = np.radians(357.529 + 0.98560028 * days)
+    return float(1.00014 - 0.01671 * np.cos(g) - 0.00014 * np.cos(2 * g))

@@ -96,6 +96,8 @@ class DataStore:
         self.tokens: dict[str, float] = {}     # token -> expiry (monotonic)
         self.token_seconds = 3600.0
         self.requests: list[tuple[str, str]] = []
+        self.ranges = True                  # answer Range requests (206), as S3-backed stores do
+        self.bytes_sent = 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -108,8 +110,9 @@ class DataStore:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def add(self, start: datetime, files: list[Path]) -> str:
-        product = chunk_name(start, 0).replace("-CHK-BODY---", "--x-x---x").rsplit("_", 1)[0]
+    def add(self, start: datetime, files: list[Path], product: str | None = None) -> str:
+        product = product or chunk_name(start, 0).replace("-CHK-BODY---", "--x-x---x"
+                                                          ).rsplit("_", 1)[0]
         base = (f"{self.url}/data/download/1.0.0/collections/{quote(self.collection, '')}/"
                 f"products/{quote(product, '')}")
         self.products.append({
@@ -206,6 +209,18 @@ class DataStore:
                 if not product or not name or not file.is_file():
                     self._send(404, b"no such entry", "text/plain")
                     return
-                self._send(200, file.read_bytes(), "application/x-netcdf")
+                body = file.read_bytes()
+                ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                if ranged and store.ranges:
+                    start, end = int(ranged[1]), min(int(ranged[2]), len(body) - 1)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
+                    self.send_header("Content-Length", str(max(0, end - start + 1)))
+                    self.end_headers()
+                    self.wfile.write(body[start:end + 1])
+                    store.bytes_sent += max(0, end - start + 1)
+                    return
+                store.bytes_sent += len(body)
+                self._send(200, body, "application/octet-stream")
 
         return Handler

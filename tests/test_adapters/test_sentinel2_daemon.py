@@ -76,7 +76,6 @@ def season(tmp_path_factory):
         yield server, parcels, expected
 
 
-@pytest.mark.parametrize("bus", ["embedded", "kafka"])
 def register(tmp_path, parcels) -> None:
     store = Store(f"sqlite:///{tmp_path / 'eowatch.db'}")
     store.migrate()
@@ -87,6 +86,7 @@ def register(tmp_path, parcels) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("bus", ["embedded", "kafka"])
 def test_served_feed_to_decisions(season, bus, tmp_path, unique, request):
     server, parcels, expected = season
     assert N_PARCELS // 2 <= len(expected) < N_PARCELS, expected  # most, not all, decide

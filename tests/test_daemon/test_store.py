@@ -21,7 +21,7 @@ def test_migrations_are_idempotent_and_keep_data(store_url):
     store.migrate()  # an upgrade to the same head is a no-op, never a rebuild
     assert store.count(Parcel) == 1
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0007"
 
 
 def test_parcels_cursors_offsets(store_url):

@@ -70,8 +70,7 @@ def write(path: Path, when: datetime, cloudy_east_of: float | None = None,
             value = np.where(np.asarray(lon) > cloudy_east_of, CLOUD, value)
         radiance = value * seviri.IRRADIANCE[324][k] / (np.pi * earth_sun_distance(when) ** 2)
         counts.append(np.clip(np.round((radiance - OFFSETS[k]) / SLOPES[k]), 1, 1023))
-    return write_native(path / native_name(when.replace(tzinfo=None)),
-                        when.replace(tzinfo=None), south, east, counts, SLOPES, OFFSETS,
+    return write_native(path / native_name(when), when, south, east, counts, SLOPES, OFFSETS,
                         offset_corrected=offset_corrected)
 
 

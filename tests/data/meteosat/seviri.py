@@ -5,14 +5,14 @@ VIS0.6, VIS0.8 and NIR1.6, whose counts the test chooses."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 GRID = 3712
 STEP_KM = 3.0004031658172607
-EPOCH = datetime(1958, 1, 1)
+EPOCH = datetime(1958, 1, 1, tzinfo=UTC)   # of the format's day counts
 BANDS = "XXX---------"
 
 
@@ -33,7 +33,7 @@ def _ascii(record: np.ndarray, name: str, value: str) -> None:
 
 
 def _cds(record: np.ndarray, when: datetime) -> None:
-    delta = when.replace(tzinfo=None) - EPOCH
+    delta = when - EPOCH
     record["Days"] = delta.days
     record["Milliseconds"] = delta.seconds * 1000 + delta.microseconds // 1000
 
@@ -45,12 +45,12 @@ def write_native(path: Path, when: datetime, south: int, east: int, counts: list
     """A file of the rectangle whose south-east corner is (``south``, ``east``) (1-based,
     lines from the south, columns from the east) holding ``counts`` ([lines, columns], row 0
     the southernmost, column 0 the easternmost) of VIS0.6, VIS0.8 and NIR1.6."""
+    from satpy.readers.core.eum import time_cds_short
     from satpy.readers.seviri_l1b_native_hdr import (
         GSDTRecords,
         get_native_header,
         native_trailer,
     )
-    from satpy.readers.core.eum import time_cds_short
 
     lines, columns = counts[0].shape
     assert columns % 4 == 0, "a native file's lines hold a multiple of 4 columns"
@@ -101,7 +101,7 @@ def write_native(path: Path, when: datetime, south: int, east: int, counts: list
         channel["chan_id"] = k + 1
         channel["line_validity"] = 3
         channel["line_data"] = _pack10(counts[k])
-        delta = when.replace(tzinfo=None) - EPOCH
+        delta = when - EPOCH
         channel["acq_time"]["Days"] = delta.days
         channel["acq_time"]["Milliseconds"] = delta.seconds * 1000
     trailer = np.zeros(1, native_trailer)

@@ -253,3 +253,34 @@ def test_a_truncated_file_is_retried_then_skipped_and_another_grid_refused(feed_
         NativeHeader.parse(bytes(head))
     with pytest.raises(SeviriError, match="shorter than a native header"):
         NativeHeader.parse(bytes(head[:1000]))
+
+
+def test_the_daemon_keeps_a_seviri_normal_model_per_coarse_cell(tmp_path, unique):
+    """End to end: the Data Store -> the feed -> the bus -> the flood model's coarse cells."""
+    from eowatch.cells import stored_coarse_grid
+    from eowatch.daemon.store.tables import DeadLetter
+    from eowatch.models import flood_geo
+    from tests.test_daemon.pipeline import drain, make_daemon
+
+    with DataStore(tmp_path / "store", collection=SEVIRI_COLLECTION) as datastore:
+        for k in range(3):
+            add_cycle(datastore, tmp_path, CYCLE + timedelta(minutes=15 * k))
+        daemon = make_daemon(tmp_path, "embedded", unique, feeds=("meteosat",), feed_settings={
+            "meteosat": {"api_url": datastore.url, "product": "seviri",
+                         "consumer_key": "consumer-key", "consumer_secret": "consumer-secret",
+                         "start": CYCLE - timedelta(minutes=30)}})
+        try:
+            register(daemon.store)
+            daemon.adapters[0].now = lambda: CYCLE + timedelta(hours=1)
+            drain(daemon, timeout_s=120)
+            assert daemon.store.count(DeadLetter) == 0
+            assert daemon.metrics.registry.get_sample_value(
+                "eowatch_observations_consumed_total", {"feed": "meteosat"}) > 0
+            coarse = stored_coarse_grid("delta", daemon.store.get_area("delta")["grid"])
+            ids, _, _ = coarse.cells()
+            rows = daemon.areas.table.lookup(ids)
+            state = flood_geo.GeoState.of(daemon.areas.table.state.numpy()[rows[rows >= 0]])
+            assert {int(s) - 1 for s in np.unique(state.sensor) if s > 0} == {
+                sensor_code("msg-seviri")}
+        finally:
+            daemon.shutdown()

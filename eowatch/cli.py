@@ -29,10 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineNetworkErrors(logging.Filter):
+    """kafka-python logs a traceback for every connection a broker drops. A broker going away
+    is a fault the daemon reports itself (readiness, metrics, its own log lines): the network
+    error becomes the end of the client's one-line message, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("kafka") and isinstance(error, OSError):
+            record.msg, record.args = f"{record.getMessage()}: {error!r}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OneLineNetworkErrors())
     # two lines per feed poll at INFO; poll_job logs what matters (failures) itself
     logging.getLogger("apscheduler.executors").setLevel(
         max(logging.WARNING, logging.getLogger().level))

@@ -48,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(OneLineNetworkErrors())
-    # two lines per feed poll at INFO; poll_job logs what matters (failures) itself
-    logging.getLogger("apscheduler.executors").setLevel(
-        max(logging.WARNING, logging.getLogger().level))
+    # two lines per feed poll at INFO, a dozen per command that opens the store (migration
+    # plug-ins); poll_job and the store log what matters (failures) themselves
+    for chatty in ("apscheduler.executors", "alembic"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.handler(args) or 0)
     except EowatchError as exc:

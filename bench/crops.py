@@ -7,7 +7,7 @@ Folds are stratified at random (as published) and grouped by location (samples s
 location never straddle train and test). With --plot, one figure of the accuracy-versus-
 earliness frontier: each ELECTS model read at several stopping thresholds (the frontier it
 offers) against the random forest's fixed-date curve, per fold scheme.
-Usage: python bench/crops.py [--alphas 0.5,0.7,0.9] [--plot frontier.png]
+Usage: python bench/crops.py [--alphas 0.2,0.35,0.5,0.7,0.9] [--plot frontier.png]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def mean_std(values) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--alphas", default="0.5,0.7,0.9", help="loss α values")
+    parser.add_argument("--alphas", default="0.2,0.35,0.5,0.7,0.9", help="loss α values")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--schemes", default="random,grouped")

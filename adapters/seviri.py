@@ -38,7 +38,7 @@ MAIN_HEADER, SECONDARY_HEADER, PACKET_HEADER, DATA_HEADER = 3674, 1440, 38, 4452
 HEADER_WITH_ARCHIVE = MAIN_HEADER + SECONDARY_HEADER + PACKET_HEADER + DATA_HEADER
 LINE_HEADER = 65
 GRID = 3712                      # lines and columns of the full VIS/IR disc
-HEIGHT_M = 35785831.0            # the satellite's distance from the Earth's centre, less a
+HEIGHT_M = 35785831.0            # the satellite's height above the equator (geos' h)
 # offsets in the 15_DATA_HEADER (its record layout; checked against satpy's in the tests)
 SATELLITE_ID, SSP_LONGITUDE, REFERENCE_GRID = 1, 386894, 386898
 CALIBRATION, EARTH_MODEL = 387066, 408145

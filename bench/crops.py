@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--alphas", default="0.2,0.35,0.5,0.7,0.9", help="loss α values")
     parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="epochs of the classifier alone before the earliness reward")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--schemes", default="random,grouped")
     parser.add_argument("--plot", type=Path, help="write the frontier figure (PNG) here")
@@ -77,6 +80,7 @@ def main() -> None:
             for fold, (train_idx, test_idx) in enumerate(splits):
                 fit, validation = split_validation(data.subset(train_idx), 0.15, fold)
                 config = TrainConfig(alpha=alpha, max_epochs=args.epochs, patience=25,
+                                     hidden_size=args.hidden, warmup_epochs=args.warmup,
                                      seed=fold, progress=False)
                 model = train(fit, config, validation).model
                 p = predict(model, data.subset(test_idx))

@@ -127,6 +127,17 @@ def decided_at(evidence: dict[str, Any]) -> datetime | None:
     return None if decision is None else decision["acquired_at"]
 
 
+def png_of(fig: Any) -> bytes:
+    """A time-series figure as PNG bytes (closed after)."""
+    from eowatch.models.plots import plt
+
+    fig.autofmt_xdate()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def evidence_png(evidence: dict[str, Any]) -> bytes:
     """Class probabilities over the season, the stopping probability against the threshold,
     a tick per observation (grey: cloudy, skipped; orange: arrived late) and the decision."""
@@ -163,11 +174,7 @@ def evidence_png(evidence: dict[str, Any]) -> bytes:
                   f"{decision['acquired_at']:%Y-%m-%d}, day {decision['day_of_season']:.0f}")
     top.set_title(title, fontsize=10)
     bottom.legend(fontsize=8, loc="upper left")
-    fig.autofmt_xdate()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_of(fig)
 
 
 def cell_evidence_png(evidence: dict[str, Any]) -> bytes:
@@ -207,11 +214,7 @@ def cell_evidence_png(evidence: dict[str, Any]) -> bytes:
             ax.axvline(when(alert["observed_at"]), color="tab:red", linewidth=0.8, alpha=0.5)
     top.set_title(f"cell {evidence['cell_id']}, {evidence['year']}: "
                   f"{len(evidence['alerts'])} alert(s) of its area", fontsize=10)
-    fig.autofmt_xdate()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_of(fig)
 
 
 def cell_evidence_text(evidence: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from eowatch.adapters.meteosat import (
     MeteosatFeed,
 )
 from eowatch.adapters.seviri import NativeHeader, SeviriError, native_cells, read_lines
-from eowatch.cells import CellGrid, area_cell_rows
+from eowatch.cells import CellGrid
 from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.embedded import EmbeddedBus
 from eowatch.daemon.metrics import Metrics
@@ -33,11 +33,11 @@ from eowatch.solar import earth_sun_distance
 from tests.data.meteosat import DataStore
 from tests.data.meteosat.seviri import native_name, write_native
 
+from .test_meteosat import DELTA, SHARDS, register
+
 satpy = pytest.importorskip("satpy", reason="satpy is the reference reader (test extra)")
 
-SHARDS = 8
 CYCLE = datetime(2025, 6, 2, 11, 0, tzinfo=UTC)
-DELTA = (12.3, 44.9)                       # the Po delta, in Meteosat-11's disc at 0°
 FIELD = (0.06, 0.32, 0.18)                 # VIS0.6, VIS0.8, NIR1.6 reflectance factors
 CLOUD = 0.6
 SLOPES, OFFSETS = (0.0232, 0.0296, 0.0228), (-1.18, -1.51, -1.16)
@@ -173,15 +173,6 @@ def test_windowed_cell_means_equal_satpys_whole_file_binned(tmp_path):
         else:
             assert np.isnan(cells["red"][k])
     assert compared > 0.1 * len(rows)
-
-
-def register(store) -> None:
-    lon, lat = DELTA
-    outline = shapely.box(lon - 0.15, lat - 0.1, lon + 0.15, lat + 0.1)
-    grid = CellGrid.of("delta", outline, 40)
-    store.upsert_areas([{"id": "delta", "geometry": shapely.to_geojson(outline),
-                         "source": "test"}])
-    store.replace_cells("delta", *area_cell_rows(grid, SHARDS))
 
 
 def make_feed(store, datastore, now):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from eowatch.daemon.service import Daemon
 from eowatch.models.datasets.base import SeriesSet
 from eowatch.settings import load_settings
@@ -41,6 +43,15 @@ def drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
             daemon.consumer.checkpoint()  # what a running daemon does within a second
             return
     raise TimeoutError("pipeline did not drain")
+
+
+def parcel_states(daemon: Daemon, n_parcels: int = 150) -> dict[str, np.ndarray]:
+    """The state rows of the simulated parcels in the daemon's memory: recurrent state,
+    stopping score, observations stepped and last acquisition time."""
+    t = daemon.processor.table
+    rows = t.lookup(np.array([f"sim-{i:06d}" for i in range(n_parcels)], dtype=object))
+    return {"state": t.state[rows].numpy(), "p_stop": t.p_stop[rows],
+            "observations": t.observations[rows], "last_time": t.last_time[rows]}
 
 
 def simulated_season(n_parcels: int, seed: int = 0) -> SeriesSet:

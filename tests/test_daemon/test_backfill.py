@@ -11,19 +11,14 @@ from eowatch.cli import main
 from eowatch.daemon.service import Daemon
 from eowatch.daemon.store.tables import DeadLetter
 
-from .pipeline import drain, make_daemon
-
-PARCELS = [f"sim-{i:06d}" for i in range(150)]
+from .pipeline import drain, make_daemon, parcel_states
 
 
 def outcome(daemon: Daemon) -> tuple[dict, dict[str, np.ndarray]]:
     decisions = {d["parcel_id"]: (d["class"], d["day_of_season"], d["forced"],
                                   d["acquisition_id"], d["observations"])
                  for d in daemon.store.list_decisions(limit=1000).items}
-    t = daemon.processor.table
-    rows = t.lookup(np.array(PARCELS, dtype=object))
-    return decisions, {"state": t.state[rows].numpy(), "p_stop": t.p_stop[rows],
-                       "observations": t.observations[rows]}
+    return decisions, parcel_states(daemon)
 
 
 def backfill(capsys, *period: str) -> str:

@@ -14,9 +14,8 @@ from eowatch.cli import main
 from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.api import create_app
 from eowatch.daemon.evidence import Explainer
-from eowatch.daemon.service import Daemon
 
-from .pipeline import drain, make_daemon
+from .pipeline import drain, make_daemon, parcel_states
 
 HELD, RELEASED_AFTER = 6, 14  # the 6th acquisition reaches the bus after the 14th
 
@@ -42,13 +41,6 @@ class HoldingBack:
         return getattr(self.host, name)
 
 
-def states(daemon: Daemon) -> dict[str, np.ndarray]:
-    t = daemon.processor.table
-    rows = t.lookup(np.array([f"sim-{i:06d}" for i in range(150)], dtype=object))
-    return {"state": t.state[rows].numpy(), "p_stop": t.p_stop[rows],
-            "observations": t.observations[rows], "last_time": t.last_time[rows]}
-
-
 @pytest.mark.parametrize("bus", ["embedded", "kafka"])
 def test_out_of_order_acquisitions_end_in_the_in_order_states(bus, tmp_path, unique, request,
                                                               capsys, monkeypatch):
@@ -56,7 +48,7 @@ def test_out_of_order_acquisitions_end_in_the_in_order_states(bus, tmp_path, uni
     in_order = make_daemon(tmp_path / "in-order", bus, f"{unique}-a", bootstrap)
     try:
         drain(in_order)
-        expected = states(in_order)
+        expected = parcel_states(in_order)
     finally:
         in_order.shutdown()
 
@@ -66,7 +58,7 @@ def test_out_of_order_acquisitions_end_in_the_in_order_states(bus, tmp_path, uni
         feed.host = HoldingBack(feed.host)
         drain(daemon)
         assert not feed.host.held
-        got = states(daemon)
+        got = parcel_states(daemon)
         for name in expected:
             np.testing.assert_allclose(got[name], expected[name], atol=1e-4, err_msg=name)
         applied = daemon.metrics.registry.get_sample_value(

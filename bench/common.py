@@ -35,7 +35,7 @@ def train_candidates(train_set: SeriesSet, test_set: SeriesSet, config: TrainCon
             candidates.append(Candidate(alpha, seed, predict(result.model, validation,
                                                              config.stop_threshold),
                                         predict(result.model, test_set, config.stop_threshold)))
-            print(f"  trained loss α={alpha} seed={seed}: validation acc "
+            print(f"  {train_set.name}: trained loss α={alpha} seed={seed}: validation acc "
                   f"{candidates[-1].validation.accuracy:.3f} earliness "
                   f"{candidates[-1].validation.earliness:.3f}", file=sys.stderr, flush=True)
     return candidates

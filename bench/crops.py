@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--alphas", default="0.2,0.35,0.5,0.7,0.9", help="loss α values")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
-    parser.add_argument("--warmup", type=int, default=0,
+    parser.add_argument("--warmup", type=int, default=TrainConfig.warmup_epochs,
                         help="epochs of the classifier alone before the earliness reward")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--schemes", default="random,grouped")

@@ -29,10 +29,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", help="validation dataset (default: a stratified split)")
     p.add_argument("--alpha", type=float, default=0.8,
                    help="weight of accuracy against earliness in the loss (default 0.8)")
-    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
-    p.add_argument("--warmup", type=int, default=0,
+    p.add_argument("--epochs", type=int, default=400, help="maximum epochs (default 400)")
+    p.add_argument("--warmup", type=int, default=20,
                    help="epochs that train the classifier alone before the earliness reward "
-                   "counts (default 0)")
+                   "counts (default 20)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
@@ -76,9 +76,12 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
     p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=30,
-                   help="stop after this many epochs without a better validation score")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without a better validation score "
+                   "(default 0: 30 epochs, and at least 300 optimizer steps)")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="series per batch (default 0: an eighth of the training series, "
+                   "8 to 64)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="stop when the stopping probability reaches this (default 0.5)")
     p.add_argument("--feed", default="custom", help="feed the model is for (e.g. sentinel2)")
@@ -148,10 +151,11 @@ def write_model(args: argparse.Namespace, data: SeriesSet, validation: SeriesSet
     from .artifact import ModelMetadata, save_artifact
     from .calibration import fit_calibration
     from .metrics import summary
-    from .training import check_training, split_validation, train
+    from .training import check_training, resolved, split_validation, train
 
     if validation is None:
         data, validation = split_validation(data, config.validation_fraction, config.seed)
+    config = resolved(config, len(data))  # the card records the batch size trained with
     result = train(data, config, validation)
     check = check_training(result, data, validation, config)
     calibration = fit_calibration(result.validation) if result.validation else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,13 +30,17 @@ class TrainConfig:
     dropout: float = 0.2
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    batch_size: int = 64
-    max_epochs: int = 200
-    patience: int = 30           # epochs without a better validation score
+    # 0: by the training set's size (auto_batch_size): 64 series a batch starves a small set
+    # of optimizer steps, which then never learns or learns only to stop at once
+    batch_size: int = 0
+    max_epochs: int = 400
+    # epochs without a better validation score; 0: PATIENCE_EPOCHS, and at least
+    # PATIENCE_STEPS optimizer steps (a small set's epoch is a few steps)
+    patience: int = 0
     # epochs that train the classifier alone (cross-entropy at every step) before the
     # earliness reward counts: a stopping head that learns before the classifier has learnt
     # anything can only learn to stop at once; model choice and patience start after them
-    warmup_epochs: int = 0
+    warmup_epochs: int = 20
     # the α of the score that chooses the epoch (default the loss's): `eowatch tune` searches
     # the loss's α and keeps the user's for the choice
     score_alpha: float | None = None
@@ -57,6 +61,25 @@ class TrainResult:
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     validation: Predictions | None = None
+
+
+PATIENCE_EPOCHS, PATIENCE_STEPS = 30, 300
+
+
+def auto_batch_size(n_series: int) -> int:
+    """At least eight optimizer steps an epoch, 8 to 64 series a batch."""
+    return min(64, max(8, n_series // 8))
+
+
+def resolved(config: TrainConfig, n_series: int) -> TrainConfig:
+    """``config`` with the batch size and the patience it trains with on ``n_series``
+    series."""
+    batch = config.batch_size if config.batch_size > 0 else auto_batch_size(n_series)
+    patience = config.patience
+    if patience <= 0:
+        steps_per_epoch = -(-n_series // batch)
+        patience = max(PATIENCE_EPOCHS, -(-PATIENCE_STEPS // steps_per_epoch))
+    return replace(config, batch_size=batch, patience=patience)
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +122,7 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
     seed_everything(config.seed)
     if validation is None:
         data, validation = split_validation(data, config.validation_fraction, config.seed)
+    config = resolved(config, len(data))
     mean, std = band_statistics(data)
     arch = Architecture(n_bands=len(data.band_names), n_classes=len(data.class_names),
                         hidden_size=config.hidden_size, num_layers=config.num_layers,

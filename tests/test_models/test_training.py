@@ -9,7 +9,8 @@ from eowatch.models.metrics import predict
 from eowatch.models.training import TrainConfig, train
 from eowatch.settings import DEFAULT_MODEL
 
-FAST = dict(hidden_size=32, max_epochs=12, patience=12, progress=False, batch_size=32)
+FAST = dict(hidden_size=32, max_epochs=12, patience=12, warmup_epochs=4, progress=False,
+            batch_size=32)
 
 
 def test_training_learns_simulated_crops_and_is_reproducible():
@@ -34,7 +35,7 @@ def test_early_stopping_ends_training_after_patience_epochs():
 def test_cli_train_then_evaluate_writes_artifact_and_plots(tmp_path, capsys):
     model = tmp_path / "model.pt"
     assert main(["train", "simulated:200:1", "--out", str(model), "--epochs", "3",
-                 "--hidden", "16", "--no-progress", "--feed", "simulated",
+                 "--warmup", "1", "--hidden", "16", "--no-progress", "--feed", "simulated",
                  "--season-start", "01-01", "--allow-weak"]) == 0   # 3 epochs: weak
     loaded = load_artifact(model)
     assert loaded.metadata.feed == "simulated"
@@ -55,14 +56,20 @@ def test_a_weak_training_says_why_and_writes_nothing_unless_allowed(tmp_path, ca
     leaves no artifact; with --allow-weak it writes one whose card records the checks."""
     model = tmp_path / "weak.pt"
     arguments = ["train", "simulated:150:3", "--out", str(model), "--epochs", "1",
-                 "--hidden", "8", "--no-progress", "--season-start", "01-01"]
+                 "--warmup", "0", "--hidden", "8", "--no-progress", "--season-start", "01-01"]
     assert main(arguments) == 3
     out = capsys.readouterr().out
     assert "weak model: the best epoch is the first" in out
     assert "training stopped at the epoch limit (1)" in out
     assert "1-NN on whole series" in out and not model.exists()
     assert main([*arguments, "--allow-weak"]) == 0
-    checks = load_artifact(model).metadata.training["checks"]
+    training = load_artifact(model).metadata.training
+    # the card records the batch size and patience the run used, not the "by size" 0
+    samples, config = training["samples"], training["config"]
+    assert 100 < samples < 150 and config["batch_size"] == samples // 8
+    steps_per_epoch = -(-samples // config["batch_size"])
+    assert config["patience"] == -(-300 // steps_per_epoch) > 30
+    checks = training["checks"]
     assert checks["problems"] and 0 < checks["majority_accuracy"] < 1
     assert 0 <= checks["nearest_neighbour_accuracy"] <= 1
 
@@ -146,6 +153,18 @@ def test_an_early_stop_is_logged_on_its_own_line_and_ends_the_bar(capfd):
     assert len(stop) == 1 and stop[0].startswith("INFO early stop")   # a line of its own
     bars = [p for p in pieces if p.startswith("train:")]
     assert "100%" in bars[-1] and "200/200" not in bars[-1]
+
+
+def test_defaults_follow_the_training_sets_size():
+    """A small set gets small batches and a patience of 300 optimizer steps (decision 0014);
+    a large one keeps 64 series a batch and 30 epochs; explicit values are kept."""
+    from eowatch.models.training import resolved
+
+    small, large = resolved(TrainConfig(), 22), resolved(TrainConfig(), 1500)
+    assert (small.batch_size, small.patience) == (8, 100)     # 3 steps an epoch
+    assert (large.batch_size, large.patience) == (64, 30)
+    assert resolved(TrainConfig(batch_size=32, patience=5), 22) == TrainConfig(batch_size=32,
+                                                                                patience=5)
 
 
 def test_a_warm_up_trains_the_classifier_before_the_earliness_reward_counts():

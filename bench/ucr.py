@@ -30,12 +30,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from sklearn.neighbors import KNeighborsClassifier
 
 from common import Candidate, print_table, select, train_candidates
 from eowatch.models.datasets.base import SeriesSet
 from eowatch.models.datasets.ucr import read_ucr
-from eowatch.models.training import TrainConfig
+from eowatch.models.training import TrainConfig, nearest_neighbour_accuracy
 
 ALPHAS = (0.6, 0.7, 0.8, 0.9)
 # GunPoint and ItalyPowerDemand (the defaults' first tuning sets), then every set of the paper's
@@ -60,13 +59,7 @@ def baselines(train_set: SeriesSet, test_set: SeriesSet) -> tuple[float, float, 
     (the first step), and the accuracy of a whole-series 1-NN on z-normalised values."""
     majority = float((test_set.labels == np.bincount(train_set.labels).argmax()).mean())
     first_step = float((1 / test_set.lengths).mean())
-    mean, std = np.nanmean(train_set.values), np.nanstd(train_set.values)
-
-    def flat(data: SeriesSet) -> np.ndarray:
-        return np.nan_to_num((data.values[:, :, 0] - mean) / std)
-
-    knn = KNeighborsClassifier(1).fit(flat(train_set), train_set.labels)
-    return majority, first_step, float((knn.predict(flat(test_set)) == test_set.labels).mean())
+    return majority, first_step, nearest_neighbour_accuracy(train_set, test_set)
 
 
 def run_set(name: str, config: TrainConfig, loss_alphas: tuple[float, ...],

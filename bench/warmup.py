@@ -16,11 +16,14 @@ import numpy as np
 from common import print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 from eowatch.models.datasets import load_dataset  # noqa: E402
 from eowatch.models.metrics import predict, score  # noqa: E402
-from eowatch.models.training import TrainConfig, train  # noqa: E402
+from eowatch.models.training import (  # noqa: E402
+    TrainConfig,
+    nearest_neighbour_accuracy,
+    train,
+)
 
 
 def main() -> None:
@@ -34,9 +37,7 @@ def main() -> None:
     for name in args.sets.split(","):
         train_set = load_dataset(f"ucr:{name}:train")
         test_set = load_dataset(f"ucr:{name}:test").with_classes(train_set.class_names)
-        knn = KNeighborsClassifier(1).fit(np.nan_to_num(train_set.values[:, :, 0]),
-                                          train_set.labels)
-        nn = (knn.predict(np.nan_to_num(test_set.values[:, :, 0])) == test_set.labels).mean()
+        nn = nearest_neighbour_accuracy(train_set, test_set)
         majority = np.bincount(test_set.labels).max() / len(test_set)
         for batch in (64, 8):
             for warmup in (0, 20):

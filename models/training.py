@@ -186,6 +186,25 @@ def _epoch(model: EarlyClassifier, optimizer: torch.optim.Optimizer, x: torch.Te
     return epoch - max(best.best_epoch, config.warmup_epochs - 1) >= config.patience
 
 
+def nearest_neighbour_accuracy(train: SeriesSet, test: SeriesSet) -> float:
+    """Accuracy on ``test`` of a 1-nearest-neighbour (Euclidean) reading whole series,
+    normalised by ``train``'s band statistics; padding reads as the mean."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    mean, std = (t.cpu().numpy() for t in band_statistics(train))
+
+    def flat(series: SeriesSet) -> np.ndarray:
+        values = (series.values - mean) / np.where(std > 0, std, 1.0)
+        return np.nan_to_num(values, nan=0.0).reshape(len(series.labels), -1)
+
+    train_x, test_x = flat(train), flat(test)
+    width = max(train_x.shape[1], test_x.shape[1])
+    train_x = np.pad(train_x, ((0, 0), (0, width - train_x.shape[1])))
+    test_x = np.pad(test_x, ((0, 0), (0, width - test_x.shape[1])))
+    knn = KNeighborsClassifier(1).fit(train_x, train.labels)
+    return float((knn.predict(test_x) == test.labels).mean())
+
+
 @dataclass(frozen=True)
 class TrainingCheck:
     """How the chosen model compares on the validation split, and what is wrong with it."""
@@ -211,22 +230,9 @@ def check_training(result: TrainResult, data: SeriesSet, validation: SeriesSet,
     """Compare the chosen model with two baselines and look for the marks of a training that
     failed: no better than the majority class, far below a full-series nearest neighbour, the
     best epoch the first, or stopped by the epoch limit while still improving."""
-    from sklearn.neighbors import KNeighborsClassifier
-
     accuracy = result.validation.accuracy if result.validation else 0.0
     majority = float(np.bincount(validation.labels).max() / len(validation.labels))
-    mean, std = (t.cpu().numpy() for t in band_statistics(data))
-
-    def flat(series: SeriesSet) -> np.ndarray:
-        values = (series.values - mean) / np.where(std > 0, std, 1.0)
-        return np.nan_to_num(values, nan=0.0).reshape(len(series.labels), -1)
-
-    train_x, val_x = flat(data), flat(validation)
-    width = max(train_x.shape[1], val_x.shape[1])
-    train_x = np.pad(train_x, ((0, 0), (0, width - train_x.shape[1])))
-    val_x = np.pad(val_x, ((0, 0), (0, width - val_x.shape[1])))
-    knn = KNeighborsClassifier(1).fit(train_x, data.labels)
-    neighbour = float((knn.predict(val_x) == validation.labels).mean())
+    neighbour = nearest_neighbour_accuracy(data, validation)
     problems = []
     if accuracy <= majority:
         problems.append(f"validation accuracy {accuracy:.3f} is no better than always "

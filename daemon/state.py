@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from eowatch.errors import EowatchError
+from eowatch.models.network import Architecture
 
 from .state_model import StateModel
 from .store.store import Store
@@ -238,5 +239,5 @@ def checkpointed_parcel(store: Store, parcel_id: str, architecture: dict[str, An
     found = store.get_state(model_sha256, parcel_id)
     if found is None:
         return None
-    shape = (architecture["num_layers"], 2, architecture["hidden_size"])
-    return {**unpack(found[0], shape, architecture["n_classes"]), "acquisition": found[1]}
+    arch = Architecture(**architecture)
+    return {**unpack(found[0], arch.state_shape, arch.n_classes), "acquisition": found[1]}

@@ -75,6 +75,9 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help=DATA_HELP)
     p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
     p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
+    p.add_argument("--shapelets", type=int, default=32,
+                   help="shapelet convolutions per width, widths a tenth to four tenths of the "
+                   "longest series, beside the LSTM (default 32; 0: the LSTM alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a better validation score "
@@ -118,7 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
                                   bands=data.band_names, season_start=args.season_start)
     config = TrainConfig(alpha=args.alpha, epsilon=args.epsilon, hidden_size=args.hidden,
                          num_layers=args.layers, dropout=args.dropout,
-                         learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                         shapelets=args.shapelets, learning_rate=args.learning_rate,
+                         weight_decay=args.weight_decay,
                          batch_size=args.batch_size, max_epochs=args.epochs,
                          patience=args.patience, warmup_epochs=args.warmup,
                          stop_threshold=args.threshold, seed=args.seed, device=args.device,
@@ -133,6 +137,7 @@ def run_tune(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, split="train", bands=args.bands,
                         season_start=args.season_start)
     base = TrainConfig(epsilon=args.epsilon, batch_size=args.batch_size,
+                       shapelets=args.shapelets,
                        max_epochs=args.epochs, patience=args.patience,
                        stop_threshold=args.threshold, seed=args.seed, device=args.device,
                        progress=not args.no_progress)

@@ -3,6 +3,11 @@
 Rußwurm et al., "End-to-end learned early classification of time series for in-season crop type
 mapping", ISPRS J. Photogramm. Remote Sens. 2023 (arXiv 1901.10681).
 
+Beside the LSTM, an optional shapelet front end as in the paper's UCR experiments: causal
+convolutions a tenth to four tenths of the series long, each kept as the running maximum of its
+(rectified) response so far. A shape seen once stays seen, however long ago: the LSTM alone
+does not fit long series of few samples (decision 0015).
+
 Two entry points share every weight and every operation, so that they agree to float precision:
 - ``forward(x, days)`` reads whole sequences (training, evaluation);
 - ``step(state, x_t, day_t)`` advances a batch of parcels by one acquisition (the daemon).
@@ -27,6 +32,41 @@ class Architecture:
     dropout: float = 0.2
     # sigmoid(-6) ~ 0.0025: training starts by (almost) never stopping, as in the paper.
     stop_bias_init: float = -6.0
+    # widths in steps of the shapelet front end's convolutions (none: the LSTM alone)
+    shapelet_sizes: tuple[int, ...] = ()
+    shapelets_per_size: int = 32
+
+    def __post_init__(self) -> None:
+        # metadata read back from JSON gives a list
+        object.__setattr__(self, "shapelet_sizes", tuple(int(k) for k in self.shapelet_sizes))
+        if any(k < 1 for k in self.shapelet_sizes):
+            raise ValueError(f"shapelet widths must be at least 1 step: {self.shapelet_sizes}")
+
+    @property
+    def n_shapelets(self) -> int:
+        return len(self.shapelet_sizes) * self.shapelets_per_size
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """Per-parcel state: (layers, 2 for h and c, hidden) for the LSTM alone; with shapelets
+        one flat vector: the LSTM's h and c, each shapelet's running maximum, and the inputs
+        of the last (widest - 1) steps that the next convolution window reads."""
+        if not self.shapelet_sizes:
+            return (self.num_layers, 2, self.hidden_size)
+        return (self.lstm_width + self.n_shapelets + self.window_width,)
+
+    @property
+    def lstm_width(self) -> int:
+        return self.num_layers * 2 * self.hidden_size
+
+    @property
+    def window_width(self) -> int:
+        return (max(self.shapelet_sizes) - 1) * (self.n_bands + 1)
+
+
+def shapelet_sizes(series_length: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """Convolution widths as fractions of the longest training series, 2 steps at least."""
+    return tuple(sorted({max(2, round(f * series_length)) for f in fractions}))
 
 
 class EarlyClassifier(nn.Module):
@@ -64,15 +104,19 @@ class EarlyClassifier(nn.Module):
             dropout=arch.dropout if arch.num_layers > 1 else 0.0,
             batch_first=True,
         )
+        self.shapelets = nn.ModuleList(
+            nn.Conv1d(arch.n_bands + 1, arch.shapelets_per_size, k) for k in arch.shapelet_sizes)
+        # Identity adds no weights: artifacts of the LSTM alone keep their state dict
+        self.shapelet_norm = nn.LayerNorm(arch.n_shapelets) if arch.n_shapelets else nn.Identity()
         self.head_dropout = nn.Dropout(arch.dropout)
-        self.class_head = nn.Linear(arch.hidden_size, arch.n_classes)
-        self.stop_head = nn.Linear(arch.hidden_size, 1)
+        n_features = arch.hidden_size + arch.n_shapelets
+        self.class_head = nn.Linear(n_features, arch.n_classes)
+        self.stop_head = nn.Linear(n_features, 1)
         nn.init.constant_(self.stop_head.bias, arch.stop_bias_init)
 
     @property
-    def state_shape(self) -> tuple[int, int, int]:
-        """Per-parcel state: (layers, 2 for h and c, hidden)."""
-        return (self.arch.num_layers, 2, self.arch.hidden_size)
+    def state_shape(self) -> tuple[int, ...]:
+        return self.arch.state_shape
 
     def features(self, x: Tensor, days: Tensor) -> Tensor:
         """[..., bands] reflectance and [...] day of season -> [..., bands + 1] model input.
@@ -85,7 +129,8 @@ class EarlyClassifier(nn.Module):
         return torch.nan_to_num(torch.cat((z, t), dim=-1), nan=0.0)
 
     def heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """LSTM output [..., hidden] -> (log_probs [..., classes], p_stop [...]).
+        """LSTM output and shapelet features [..., hidden + shapelets] -> (log_probs [...,
+        classes], p_stop [...]).
 
         Both heads as one product summed over the hidden units, not as matrix products: a
         row's result is then bit-for-bit the same in any batch (BLAS picks kernels by batch
@@ -108,30 +153,56 @@ class EarlyClassifier(nn.Module):
         Returns:
             log_probs [batch, time, classes] and p_stop [batch, time] (probability, 0-1).
         """
-        out, _ = self.lstm(self.features(x, days))
+        z = self.features(x, days)
+        out, _ = self.lstm(z)
+        if self.arch.shapelet_sizes:
+            # zeros before the first step, as the zero state's window; causal: the response at
+            # t ends at t, so padding after a series' end never reaches a valid step
+            zt = z.transpose(1, 2)
+            responses = [torch.relu(conv(nn.functional.pad(zt, (k - 1, 0))))
+                         for k, conv in zip(self.arch.shapelet_sizes, self.shapelets, strict=True)]
+            running_max = torch.cummax(torch.cat(responses, 1), dim=-1).values.transpose(1, 2)
+            out = torch.cat((out, self.shapelet_norm(running_max)), -1)
         return self.heads(out)
 
     def init_state(self, n: int, device: torch.device | str | None = None,
                    dtype: torch.dtype = torch.float32) -> Tensor:
-        """Zero state for n parcels: [n, layers, 2, hidden]."""
+        """Zero state for n parcels: [n, *state_shape]."""
         return torch.zeros((n, *self.state_shape), device=device, dtype=dtype)
 
     def step(self, state: Tensor, x: Tensor, days: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Advance n parcels by one acquisition each.
 
         Args:
-            state: [n, layers, 2, hidden] (any float dtype; computed in the weights' dtype).
+            state: [n, *state_shape] (any float dtype; computed in the weights' dtype).
             x: [n, bands] band values of this acquisition.
             days: [n] day of season of this acquisition.
 
         Returns:
-            (new state [n, layers, 2, hidden] in the input state's dtype,
+            (new state [n, *state_shape] in the input state's dtype,
              log_probs [n, classes], p_stop [n]).
         """
-        work = state.to(self.band_mean.dtype)
-        h0 = work[:, :, 0].transpose(0, 1).contiguous()
-        c0 = work[:, :, 1].transpose(0, 1).contiguous()
-        out, (h1, c1) = self.lstm(self.features(x.unsqueeze(1), days.unsqueeze(1)), (h0, c0))
-        new_state = torch.stack((h1, c1), dim=1).permute(2, 0, 1, 3).to(state.dtype)
-        log_probs, p_stop = self.heads(out[:, 0])
-        return new_state, log_probs, p_stop
+        n, arch = len(state), self.arch
+        work = state.to(self.band_mean.dtype).reshape(n, -1)
+        lstm_state = work[:, :arch.lstm_width].reshape(n, arch.num_layers, 2, arch.hidden_size)
+        h0 = lstm_state[:, :, 0].transpose(0, 1).contiguous()
+        c0 = lstm_state[:, :, 1].transpose(0, 1).contiguous()
+        z = self.features(x.unsqueeze(1), days.unsqueeze(1))
+        out, (h1, c1) = self.lstm(z, (h0, c0))
+        new_lstm = torch.stack((h1, c1), dim=1).permute(2, 0, 1, 3)
+        if not arch.shapelet_sizes:
+            log_probs, p_stop = self.heads(out[:, 0])
+            return new_lstm.to(state.dtype), log_probs, p_stop
+        running_max = work[:, arch.lstm_width:arch.lstm_width + arch.n_shapelets]
+        window = torch.cat((work[:, arch.lstm_width + arch.n_shapelets:].reshape(
+            n, max(arch.shapelet_sizes) - 1, arch.n_bands + 1), z), 1)
+        # each response as one product summed over the window, not a convolution kernel: the
+        # same bits in any batch, as in heads()
+        responses = [torch.relu((window[:, None, -k:] * conv.weight.transpose(1, 2)).sum((-2, -1))
+                                + conv.bias)
+                     for k, conv in zip(arch.shapelet_sizes, self.shapelets, strict=True)]
+        running_max = torch.maximum(running_max, torch.cat(responses, 1))
+        log_probs, p_stop = self.heads(torch.cat((out[:, 0], self.shapelet_norm(running_max)), -1))
+        new_state = torch.cat((new_lstm.reshape(n, -1), running_max, window[:, 1:].reshape(n, -1)),
+                              1)
+        return new_state.to(state.dtype), log_probs, p_stop

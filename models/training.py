@@ -16,7 +16,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .datasets.base import SeriesSet
 from .loss import earliness_reward_loss, every_step_cross_entropy
 from .metrics import Predictions, predict, score
-from .network import Architecture, EarlyClassifier
+from .network import Architecture, EarlyClassifier, shapelet_sizes
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ class TrainConfig:
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.2
+    # shapelet convolutions per width (0: the LSTM alone), widths as fractions of the longest
+    # training series (decision 0015)
+    shapelets: int = 32
+    shapelet_widths: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     # 0: by the training set's size (auto_batch_size): 64 series a batch starves a small set
@@ -126,7 +130,9 @@ def train(data: SeriesSet, config: TrainConfig, validation: SeriesSet | None = N
     mean, std = band_statistics(data)
     arch = Architecture(n_bands=len(data.band_names), n_classes=len(data.class_names),
                         hidden_size=config.hidden_size, num_layers=config.num_layers,
-                        dropout=config.dropout)
+                        dropout=config.dropout, shapelets_per_size=config.shapelets,
+                        shapelet_sizes=shapelet_sizes(data.max_length, config.shapelet_widths)
+                        if config.shapelets else ())
     model = EarlyClassifier(arch, mean, std, data.season_length_days).to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)

@@ -11,7 +11,9 @@ from eowatch.contract.messages import ObservationChunk
 from eowatch.daemon.bus.base import OutMessage
 from eowatch.daemon.state import checkpointed_parcel
 from eowatch.daemon.store.tables import DeadLetter, DecisionRow
+from eowatch.models.calibration import calibrate
 from eowatch.models.metrics import predict
+from eowatch.settings import DEFAULT_MODEL
 
 from .pipeline import drain, make_daemon, simulated_season
 
@@ -28,6 +30,10 @@ def daemon(request, tmp_path, unique):
 
 def test_decisions_equal_the_offline_model(daemon):
     drain(daemon)
+    assert_decisions_equal_the_offline_model(daemon)
+
+
+def assert_decisions_equal_the_offline_model(daemon):
     decisions = {d["parcel_id"]: d for d in daemon.store.list_decisions(limit=1000).items}
     assert len(decisions) == 150  # one per parcel and season: stop rule or season end
     assert {d["feed"] for d in decisions.values()} == {"simulated"}
@@ -45,7 +51,8 @@ def test_decisions_equal_the_offline_model(daemon):
         assert d["day_of_season"] == pytest.approx(offline.stop_day[i], abs=1e-3)
         assert d["forced"] == (offline.stop_step[i] == series.lengths[i] - 1
                                and offline.p_stop[i, offline.stop_step[i]] < 0.5)
-        probs = np.exp(offline.log_probs[i, offline.stop_step[i]])
+        probs = calibrate(offline.log_probs[i, offline.stop_step[i]],
+                          daemon.model.metadata.temperature)
         assert max(abs(d["probabilities"][n] - p) for n, p in zip(names, probs, strict=True)) < 1e-4
     metrics = daemon.metrics.registry
     assert metrics.get_sample_value("eowatch_observations_consumed_total",
@@ -53,6 +60,29 @@ def test_decisions_equal_the_offline_model(daemon):
     assert sum(metrics.get_sample_value("eowatch_decisions_total",
                                         {"feed": "simulated", "crop": c, "forced": f}) or 0
                for c in names for f in ("true", "false")) == 150
+
+
+def test_a_model_with_shapelets_decides_as_it_does_offline(tmp_path, unique):
+    """The shapelet front end's state (running maxima and the last inputs) is stepped,
+    checkpointed and read back by the daemon as the LSTM's is."""
+    from eowatch.cli import main
+    from eowatch.models.artifact import load_artifact
+
+    model = tmp_path / "shapelets.pt"
+    assert main(["train", "simulated:200:4", "--out", str(model), "--epochs", "2",
+                 "--warmup", "0", "--hidden", "16", "--shapelets", "4", "--no-progress",
+                 "--feed", "sentinel2", "--season-start", "01-01", "--allow-weak",
+                 "--bands", ",".join(load_artifact(DEFAULT_MODEL).metadata.band_names)]) == 0
+    d = make_daemon(tmp_path, "embedded", unique, model_path=model)
+    try:
+        assert len(d.model.model.state_shape) == 1 and d.model.model.arch.shapelet_sizes
+        drain(d)
+        assert_decisions_equal_the_offline_model(d)
+        state = checkpointed_parcel(d.store, "sim-000001", d.model.metadata.architecture,
+                                    d.model.sha256)
+        assert state is not None and state["observations"] > 1
+    finally:
+        d.shutdown()
 
 
 def test_replaying_the_stream_changes_nothing(daemon):

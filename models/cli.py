@@ -38,16 +38,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
     p.add_argument("--layers", type=int, default=2, help="LSTM layers")
     p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--shapelets", type=int, default=32,
+                   help="shapelet convolutions per width, widths a tenth to four tenths of the "
+                   "longest series, beside the LSTM (default 32; 0: the LSTM alone)")
     _model_arguments(p)
     p.set_defaults(handler=run_train)
 
     t = commands.add_parser(
         "tune", help="search the training settings, then train with the best",
         description="Search the training settings (learning rate, weight decay, hidden size, "
-        "layers, dropout, the loss's alpha, the warm-up) with Optuna's TPE sampler, scoring "
-        "each trial as alpha*accuracy + (1-alpha)*(1-earliness) over k folds; print the table "
-        "of trials, then train with the best settings and write the model as `eowatch train` "
-        "does.")
+        "layers, dropout, shapelets, the loss's alpha, the warm-up) with Optuna's TPE sampler, "
+        "scoring each trial as alpha*accuracy + (1-alpha)*(1-earliness) over k folds; print "
+        "the table of trials, then train with the best settings and write the model as "
+        "`eowatch train` does.")
     t.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
     t.add_argument("--folds", type=int, default=3,
                    help="folds per trial (default 3; 1: one 80/20 split)")
@@ -75,9 +78,6 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help=DATA_HELP)
     p.add_argument("--out", type=Path, required=True, help="artifact file to write (.pt)")
     p.add_argument("--epsilon", type=float, default=10.0, help="smoothing of P(t) (default 10)")
-    p.add_argument("--shapelets", type=int, default=32,
-                   help="shapelet convolutions per width, widths a tenth to four tenths of the "
-                   "longest series, beside the LSTM (default 32; 0: the LSTM alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a better validation score "
@@ -137,7 +137,6 @@ def run_tune(args: argparse.Namespace) -> int:
     data = load_dataset(args.data, split="train", bands=args.bands,
                         season_start=args.season_start)
     base = TrainConfig(epsilon=args.epsilon, batch_size=args.batch_size,
-                       shapelets=args.shapelets,
                        max_epochs=args.epochs, patience=args.patience,
                        stop_threshold=args.threshold, seed=args.seed, device=args.device,
                        progress=not args.no_progress)

@@ -2,7 +2,7 @@
 
 The ceiling is the dense matrix-multiply rate measured on the same device in the same run,
 divided by the model's FLOPs per parcel-step: what `step` would reach if every FLOP ran at GEMM
-speed. Usage: python bench/step_speed.py [--device cuda] [--threads N]
+speed. Usage: python bench/step_speed.py [--device cuda] [--threads N] [--shapelets 4,7,11,14]
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from eowatch.models.network import Architecture, EarlyClassifier
 
 
 def flops_per_step(arch: Architecture) -> int:
-    """Multiply-adds x2 of the LSTM gates and both heads for one parcel and one step."""
+    """Multiply-adds x2 of the LSTM gates, the shapelet windows and both heads for one parcel
+    and one step."""
     flops, inputs = 0, arch.n_bands + 1
     for _ in range(arch.num_layers):
         flops += 2 * 4 * arch.hidden_size * (inputs + arch.hidden_size)
         inputs = arch.hidden_size
-    return flops + 2 * arch.hidden_size * (arch.n_classes + 1)
+    flops += sum(2 * arch.shapelets_per_size * k * (arch.n_bands + 1)
+                 for k in arch.shapelet_sizes)
+    return flops + 2 * (arch.hidden_size + arch.n_shapelets) * (arch.n_classes + 1)
 
 
 def sync(device: str) -> None:
@@ -64,17 +67,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--batches", default="1,64,1024,16384")
+    parser.add_argument("--shapelets", default="",
+                        help="widths in steps of a shapelet front end, 32 each (default none)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    arch = Architecture(n_bands=13, n_classes=6, hidden_size=64, num_layers=2)
+    widths = tuple(int(k) for k in args.shapelets.split(",") if k)
+    arch = Architecture(n_bands=13, n_classes=6, hidden_size=64, num_layers=2,
+                        shapelet_sizes=widths)
     model = EarlyClassifier(arch).to(args.device).eval()
     flops = flops_per_step(arch)
     gemm = gemm_flops_per_second(args.device)
     ceiling = gemm / flops
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"cpu, {torch.get_num_threads()} threads"
-    print(f"step of a {arch.num_layers}x{arch.hidden_size} LSTM, 13 bands, on {name}, "
+    front = f" and shapelets {widths} x {arch.shapelets_per_size}" if widths else ""
+    print(f"step of a {arch.num_layers}x{arch.hidden_size} LSTM{front}, 13 bands, on {name}, "
           f"torch {torch.__version__}")
     print(f"{flops / 1e6:.3f} MFLOP per parcel-step; GEMM {gemm / 1e9:.1f} GFLOP/s -> ceiling "
           f"{ceiling:,.0f} parcel-steps/s\n")

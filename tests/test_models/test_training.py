@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -183,3 +184,31 @@ def test_a_warm_up_trains_the_classifier_before_the_earliness_reward_counts():
     check = check_training(never, data, data.subset(range(40)),
                            TrainConfig(max_epochs=2, warmup_epochs=2))
     assert any("warm-up" in p for p in check.problems)
+
+
+def _shapes(n: int, seed: int, length: int = 400):
+    """Noisy series whose class is the sign of one short wave somewhere in their first 70
+    steps: what a long UCR set of few samples asks, remembering a shape for 300 steps."""
+    from eowatch.models.datasets.base import SeriesSet
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    values = rng.normal(0, 0.5, (n, length, 1)).astype(np.float32)
+    wave = np.sin(np.linspace(0, 2 * np.pi, 12)).astype(np.float32) * 1.5
+    for i, label in enumerate(labels):
+        at = rng.integers(5, 60)
+        values[i, at:at + 12, 0] += wave if label else -wave
+    days = np.tile(np.arange(length, dtype=np.float32), (n, 1))
+    return SeriesSet(values, days, np.full(n, length), labels, ("down-up", "up-down"), ("x",),
+                     np.arange(n).astype(str), float(length), "shapes", time_unit="step")
+
+
+def test_the_shapelet_front_end_learns_a_shape_the_lstm_alone_cannot_carry():
+    fit, validation, test = _shapes(24, 0), _shapes(12, 1), _shapes(100, 2)
+    accuracy = {}
+    for shapelets in (32, 0):
+        config = TrainConfig(alpha=1.0, shapelets=shapelets, hidden_size=32, max_epochs=40,
+                             warmup_epochs=20, progress=False)
+        accuracy[shapelets] = predict(train(fit, config, validation).model, test).accuracy
+    assert accuracy[32] >= 0.9
+    assert accuracy[0] < 0.75   # the LSTM alone: chance (0.49 here)

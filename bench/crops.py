@@ -141,9 +141,11 @@ def compare_frontiers(found: dict, start: float = 0.30, end: float = 0.70) -> st
     margin = ours - forest
     worst = int(np.argmin(margin))
     verdict = "above" if margin.min() > 0 else "NOT above"
+    every_tenth = ", ".join(f"{g:.0%} {m:+.3f}" for g, m in zip(grid, margin, strict=True)
+                            if round(g * 100) % 10 == 0)
     return (f"{verdict} the forest at every 1 % from {start:.0%} to {end:.0%}; smallest "
             f"margin {margin[worst]:+.3f} at {grid[worst]:.0%} ({ours[worst]:.3f} against "
-            f"{forest[worst]:.3f})")
+            f"{forest[worst]:.3f}); margins at {every_tenth}")
 
 
 def plot_frontier(frontier: dict[str, dict], path: Path) -> Path:

@@ -16,6 +16,7 @@ Two entry points share every weight and every operation, so that they agree to f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -198,9 +199,10 @@ class EarlyClassifier(nn.Module):
             n, max(arch.shapelet_sizes) - 1, arch.n_bands + 1), z), 1)
         # each response as one product summed over the window, not a convolution kernel: the
         # same bits in any batch, as in heads()
+        convs = cast(list[nn.Conv1d], list(self.shapelets))   # each built with a bias
         responses = [torch.relu((window[:, None, -k:] * conv.weight.transpose(1, 2)).sum((-2, -1))
-                                + conv.bias)
-                     for k, conv in zip(arch.shapelet_sizes, self.shapelets, strict=True)]
+                                + cast(Tensor, conv.bias))
+                     for k, conv in zip(arch.shapelet_sizes, convs, strict=True)]
         running_max = torch.maximum(running_max, torch.cat(responses, 1))
         log_probs, p_stop = self.heads(torch.cat((out[:, 0], self.shapelet_norm(running_max)), -1))
         new_state = torch.cat((new_lstm.reshape(n, -1), running_max, window[:, 1:].reshape(n, -1)),

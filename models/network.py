@@ -61,8 +61,13 @@ class Architecture:
         return self.num_layers * 2 * self.hidden_size
 
     @property
+    def window_steps(self) -> int:
+        """Past inputs the widest convolution reads beside the current one."""
+        return max(self.shapelet_sizes) - 1
+
+    @property
     def window_width(self) -> int:
-        return (max(self.shapelet_sizes) - 1) * (self.n_bands + 1)
+        return self.window_steps * (self.n_bands + 1)
 
 
 def shapelet_sizes(series_length: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
@@ -194,9 +199,9 @@ class EarlyClassifier(nn.Module):
         if not arch.shapelet_sizes:
             log_probs, p_stop = self.heads(out[:, 0])
             return new_lstm.to(state.dtype), log_probs, p_stop
-        running_max = work[:, arch.lstm_width:arch.lstm_width + arch.n_shapelets]
-        window = torch.cat((work[:, arch.lstm_width + arch.n_shapelets:].reshape(
-            n, max(arch.shapelet_sizes) - 1, arch.n_bands + 1), z), 1)
+        _, running_max, past = work.split((arch.lstm_width, arch.n_shapelets, arch.window_width),
+                                          dim=1)
+        window = torch.cat((past.reshape(n, arch.window_steps, arch.n_bands + 1), z), 1)
         # each response as one product summed over the window, not a convolution kernel: the
         # same bits in any batch, as in heads()
         convs = cast(list[nn.Conv1d], list(self.shapelets))   # each built with a bias

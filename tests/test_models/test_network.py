@@ -114,7 +114,7 @@ def test_a_shape_seen_once_stays_seen():
         state = model.init_state(2)
         for t in range(60):
             state, _, _ = model.step(state, x[:, t], days[:, t])
-    running_max = state[:, model.arch.num_layers * 2 * 32:][:, :8]
+    running_max = state[:, model.arch.lstm_width:][:, :8]
     assert running_max[0, strongest] >= response[0, strongest, 7] - 1e-6
     assert running_max[0, strongest] > running_max[1, strongest]
 

@@ -75,6 +75,20 @@ def shapelet_sizes(series_length: int, fractions: tuple[float, ...]) -> tuple[in
     return tuple(sorted({max(2, round(f * series_length)) for f in fractions}))
 
 
+def rowwise_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``x @ weight`` ([..., inputs] by [inputs, outputs]) with each row its own matrix
+    product, so that a row's result is bit-for-bit the same in any batch.
+
+    One matrix product over the whole batch lets BLAS pick its kernel by the batch size, which
+    moves the last bits; a batched product of one-row matrices runs the same kernel on every
+    row whatever their number, and is several times faster than a product summed
+    elementwise, which builds the whole [rows, outputs, inputs] product in memory.
+    """
+    rows = x.reshape(-1, 1, x.shape[-1])
+    out = torch.bmm(rows, weight.expand(len(rows), *weight.shape))
+    return out.reshape(*x.shape[:-1], weight.shape[-1])
+
+
 class EarlyClassifier(nn.Module):
     """LSTM backbone, class log-probabilities and stopping probability at every step.
 
@@ -138,15 +152,14 @@ class EarlyClassifier(nn.Module):
         """LSTM output and shapelet features [..., hidden + shapelets] -> (log_probs [...,
         classes], p_stop [...]).
 
-        Both heads as one product summed over the hidden units, not as matrix products: a
-        row's result is then bit-for-bit the same in any batch (BLAS picks kernels by batch
-        size, which moves the last bits), so a parcel's decision does not depend on which
-        parcels were stepped beside it, or on a replay after a crash batching them otherwise.
+        Both heads as one row-wise product (rowwise_linear), so that a parcel's decision does
+        not depend on which parcels were stepped beside it, or on a replay after a crash
+        batching them otherwise.
         """
         hidden = self.head_dropout(hidden)
         weight = torch.cat((self.class_head.weight, self.stop_head.weight))
         bias = torch.cat((self.class_head.bias, self.stop_head.bias))
-        logits = (hidden.unsqueeze(-2) * weight).sum(-1) + bias
+        logits = rowwise_linear(hidden, weight.t()) + bias
         return torch.log_softmax(logits[..., :-1], dim=-1), torch.sigmoid(logits[..., -1])
 
     def forward(self, x: Tensor, days: Tensor) -> tuple[Tensor, Tensor]:
@@ -202,12 +215,15 @@ class EarlyClassifier(nn.Module):
         _, running_max, past = work.split((arch.lstm_width, arch.n_shapelets, arch.window_width),
                                           dim=1)
         window = torch.cat((past.reshape(n, arch.window_steps, arch.n_bands + 1), z), 1)
-        # each response as one product summed over the window, not a convolution kernel: the
-        # same bits in any batch, as in heads()
-        convs = cast(list[nn.Conv1d], list(self.shapelets))   # each built with a bias
-        responses = [torch.relu((window[:, None, -k:] * conv.weight.transpose(1, 2)).sum((-2, -1))
-                                + cast(Tensor, conv.bias))
-                     for k, conv in zip(arch.shapelet_sizes, convs, strict=True)]
+        # each response a row-wise product over its window, not a convolution kernel: the same
+        # bits in any batch, as in heads(); a kernel [shapelets, inputs, k] reads as one
+        # [k * inputs, shapelets] matrix, in the window's order of steps and inputs
+        responses = []
+        for k, conv in zip(arch.shapelet_sizes, cast(list[nn.Conv1d], list(self.shapelets)),
+                           strict=True):
+            kernel = conv.weight.permute(2, 1, 0).reshape(-1, len(conv.weight))
+            responses.append(torch.relu(rowwise_linear(window[:, -k:].reshape(n, -1), kernel)
+                                        + cast(Tensor, conv.bias)))   # each built with a bias
         running_max = torch.maximum(running_max, torch.cat(responses, 1))
         log_probs, p_stop = self.heads(torch.cat((out[:, 0], self.shapelet_norm(running_max)), -1))
         new_state = torch.cat((new_lstm.reshape(n, -1), running_max, window[:, 1:].reshape(n, -1)),

@@ -41,16 +41,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--shapelets", type=int, default=32,
                    help="shapelet convolutions per width, widths a tenth to four tenths of the "
                    "longest series, beside the LSTM (default 32; 0: the LSTM alone)")
+    p.add_argument("--jitter", type=float, default=0.0,
+                   help="Gaussian noise added to the training inputs, in standard deviations "
+                   "of each band (default 0: none)")
     _model_arguments(p)
     p.set_defaults(handler=run_train)
 
     t = commands.add_parser(
         "tune", help="search the training settings, then train with the best",
         description="Search the training settings (learning rate, weight decay, hidden size, "
-        "layers, dropout, shapelets, the loss's alpha, the warm-up) with Optuna's TPE sampler, "
-        "scoring each trial as alpha*accuracy + (1-alpha)*(1-earliness) over k folds; print "
-        "the table of trials, then train with the best settings and write the model as "
-        "`eowatch train` does.")
+        "layers, dropout, shapelets, input jitter, the loss's alpha, the warm-up) with Optuna's "
+        "TPE sampler, scoring each trial as alpha*accuracy + (1-alpha)*(1-earliness) over k "
+        "folds; print the table of trials, then train with the best settings and write the "
+        "model as `eowatch train` does.")
     t.add_argument("--trials", type=int, default=30, help="trials to run (default 30)")
     t.add_argument("--folds", type=int, default=3,
                    help="folds per trial (default 3; 1: one 80/20 split)")
@@ -122,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(alpha=args.alpha, epsilon=args.epsilon, hidden_size=args.hidden,
                          num_layers=args.layers, dropout=args.dropout,
                          shapelets=args.shapelets, learning_rate=args.learning_rate,
-                         weight_decay=args.weight_decay,
+                         weight_decay=args.weight_decay, jitter=args.jitter,
                          batch_size=args.batch_size, max_epochs=args.epochs,
                          patience=args.patience, warmup_epochs=args.warmup,
                          stop_threshold=args.threshold, seed=args.seed, device=args.device,

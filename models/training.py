@@ -34,6 +34,9 @@ class TrainConfig:
     shapelet_widths: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
+    # standard deviation of Gaussian noise added to the training inputs, in each band's own
+    # standard deviations: a small set is then not learnt by heart (0: none)
+    jitter: float = 0.0
     # 0: by the training set's size (auto_batch_size): 64 series a batch starves a small set
     # of optimizer steps, which then never learns or learns only to stop at once
     batch_size: int = 0
@@ -165,7 +168,11 @@ def _epoch(model: EarlyClassifier, optimizer: torch.optim.Optimizer, x: torch.Te
     order = torch.randperm(len(x), generator=generator).to(config.device)
     for batch in order.split(config.batch_size):
         steps = int(lengths[batch].max())
-        log_probs, p_stop = model(x[batch, :steps], days[batch, :steps])
+        inputs = x[batch, :steps]
+        if config.jitter:
+            noise = torch.randn(inputs.shape, generator=generator).to(config.device)
+            inputs = inputs + config.jitter * model.band_std * noise
+        log_probs, p_stop = model(inputs, days[batch, :steps])
         if epoch < config.warmup_epochs:
             loss = every_step_cross_entropy(log_probs, labels[batch], lengths[batch])
         else:

@@ -1,10 +1,10 @@
 """`eowatch tune`: a search over the training settings, scored as the user scores models.
 
 Optuna's TPE sampler proposes settings (learning rate, weight decay, hidden size, layers,
-dropout, shapelets per width, the loss's α, the classifier's warm-up); each trial trains on
-k - 1 folds and scores α·accuracy + (1 − α)·(1 − earliness) on the held-out fold, α being the
-user's (not the loss's, which is searched); the trial's score is the mean over folds, and a
-trial whose first folds fall below the median of the trials before it is pruned. As sits'
+dropout, shapelets per width, input jitter, the loss's α, the classifier's warm-up); each trial
+trains on k - 1 folds and scores α·accuracy + (1 − α)·(1 − earliness) on the held-out fold, α
+being the user's (not the loss's, which is searched); the trial's score is the mean over folds,
+and a trial whose first folds fall below the median of the trials before it is pruned. As sits'
 ``sits_tuning`` does for its deep models, the best settings are then retrained on the whole
 data and written as `eowatch train` writes a model.
 """
@@ -45,6 +45,7 @@ def suggest(trial: Any, max_epochs: int) -> dict[str, Any]:
             "num_layers": trial.suggest_int("num_layers", 1, 3),
             "dropout": trial.suggest_float("dropout", 0.0, 0.5),
             "shapelets": trial.suggest_categorical("shapelets", [0, 16, 32, 64]),
+            "jitter": trial.suggest_float("jitter", 0.0, 0.3),
             "alpha": trial.suggest_float("alpha", 0.2, 0.95),
             "warmup_epochs": trial.suggest_int("warmup_epochs", 0, min(30, max_epochs // 3))}
 

@@ -212,3 +212,38 @@ def test_the_shapelet_front_end_learns_a_shape_the_lstm_alone_cannot_carry():
         accuracy[shapelets] = predict(train(fit, config, validation).model, test).accuracy
     assert accuracy[32] >= 0.9
     assert accuracy[0] < 0.75   # the LSTM alone: chance (0.49 here)
+
+
+def test_jitter_adds_noise_in_each_bands_units_to_training_inputs_only(monkeypatch):
+    """--jitter S adds Gaussian noise of S band standard deviations to what the model trains
+    on; what it is validated on stays as measured."""
+    from eowatch.models.network import EarlyClassifier
+    from eowatch.models.training import band_statistics, split_validation
+
+    data = ParcelSimulator(64, seed=5).series()
+    forward = EarlyClassifier.forward
+    seen: list[tuple[bool, torch.Tensor]] = []
+
+    def recording(model, x, days):
+        seen.append((model.training, x.detach().clone()))
+        return forward(model, x, days)
+
+    monkeypatch.setattr(EarlyClassifier, "forward", recording)
+    config = TrainConfig(max_epochs=1, warmup_epochs=0, hidden_size=8, progress=False,
+                         batch_size=64)
+    runs = {}
+    for jitter in (0.0, 0.1):
+        seen.clear()
+        train(data, TrainConfig(**{**config.to_dict(), "jitter": jitter}))
+        runs[jitter] = seen.copy()
+    (trained, clean), (_, noisy) = runs[0.0][0], runs[0.1][0]
+    assert trained   # the first forward is the first training batch, the same series in both
+    valid = ~torch.isnan(clean)
+    fit, validation = split_validation(data, config.validation_fraction, config.seed)
+    _, std = band_statistics(fit)
+    ratio = (noisy - clean).nan_to_num().pow(2).sum((0, 1)).div(valid.sum((0, 1))).sqrt() / std
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.1), rtol=0.15)
+    # validation reads the measured values, with jitter or without
+    validated = [x for training, x in runs[0.1] if not training]
+    assert validated and torch.equal(validated[0].nan_to_num(), torch.as_tensor(
+        validation.values).nan_to_num())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from eowatch.cli import main
 from eowatch.models.artifact import load_artifact
@@ -25,6 +26,7 @@ def test_tune_runs_its_trials_prints_them_and_writes_the_best(tmp_path, capsys):
     assert config["hidden_size"] == int(best["hidden_size"])
     assert config["score_alpha"] == 0.8                  # chosen as the user scores
     assert config["warmup_epochs"] <= 6 // 3
+    assert config["jitter"] == pytest.approx(float(best["jitter"]), rel=1e-3)
 
 
 def test_folds_keep_a_location_on_one_side():

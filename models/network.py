@@ -75,6 +75,9 @@ def shapelet_sizes(series_length: int, fractions: tuple[float, ...]) -> tuple[in
     return tuple(sorted({max(2, round(f * series_length)) for f in fractions}))
 
 
+BMM_BATCH_LIMIT = 65_535
+
+
 def rowwise_linear(x: Tensor, weight: Tensor) -> Tensor:
     """``x @ weight`` ([..., inputs] by [inputs, outputs]) with each row its own matrix
     product, so that a row's result is bit-for-bit the same in any batch.
@@ -85,7 +88,10 @@ def rowwise_linear(x: Tensor, weight: Tensor) -> Tensor:
     elementwise, which builds the whole [rows, outputs, inputs] product in memory.
     """
     rows = x.reshape(-1, 1, x.shape[-1])
-    out = torch.bmm(rows, weight.expand(len(rows), *weight.shape))
+    # at most 65,535 matrices a call: some GPU kernels put the batch on a grid axis of that
+    # size, and a row's result does not depend on the rows beside it anyway
+    out = torch.cat([torch.bmm(chunk, weight.expand(len(chunk), *weight.shape))
+                     for chunk in rows.split(BMM_BATCH_LIMIT)]) if len(rows) else rows @ weight
     return out.reshape(*x.shape[:-1], weight.shape[-1])
 
 

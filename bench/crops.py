@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
     parser.add_argument("--warmup", type=int, default=TrainConfig.warmup_epochs,
                         help="epochs of the classifier alone before the earliness reward")
+    parser.add_argument("--shapelets", type=int, default=TrainConfig.shapelets,
+                        help="shapelet convolutions per width (0: the LSTM alone)")
+    parser.add_argument("--jitter", type=float, default=TrainConfig.jitter,
+                        help="Gaussian noise on the training inputs, in band standard deviations")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--schemes", default="random,grouped")
     parser.add_argument("--plot", type=Path, help="write the frontier figure (PNG) here")
@@ -78,12 +82,16 @@ def main() -> None:
         for alpha in alphas:
             metrics: dict[str, list[float]] = {k: [] for k in
                                                ("acc", "kappa", "f1", "earl", "season")}
+            epochs = []   # (best epoch, epochs run) per fold: did any stop at the limit?
             for fold, (train_idx, test_idx) in enumerate(splits):
                 fit, validation = split_validation(data.subset(train_idx), 0.15, fold)
                 config = TrainConfig(alpha=alpha, max_epochs=args.epochs, patience=25,
                                      hidden_size=args.hidden, warmup_epochs=args.warmup,
-                                     seed=fold, progress=False)
-                model = train(fit, config, validation).model
+                                     shapelets=args.shapelets, jitter=args.jitter, seed=fold,
+                                     progress=False)
+                result = train(fit, config, validation)
+                model = result.model
+                epochs.append(f"{result.best_epoch}/{len(result.history)}")
                 p = predict(model, data.subset(test_idx))
                 for threshold in THRESHOLDS:
                     q = predict(model, data.subset(test_idx), threshold)
@@ -94,7 +102,7 @@ def main() -> None:
                     metrics[key].append(value)
             rows.append([alpha, mean_std(metrics["acc"]), mean_std(metrics["kappa"]),
                          mean_std(metrics["f1"]), mean_std(metrics["earl"]),
-                         mean_std(metrics["season"])])
+                         mean_std(metrics["season"]), " ".join(epochs)])
             print(f"  [{scheme}] α={alpha} done after {time.perf_counter() - start:.0f} s",
                   flush=True)
         forest = []
@@ -106,7 +114,7 @@ def main() -> None:
         frontier[scheme] = {"elects": points, "forest": forest}
         print(f"\n{scheme} 5-fold: ELECTS LSTM, deterministic stop (δ ≥ 0.5)")
         print_table(["loss α", "accuracy", "kappa", "macro-F1", "observed at decision",
-                     "season elapsed"], rows)
+                     "season elapsed", "best/run epochs per fold"], rows)
         print(f"\n{scheme} 5-fold: random forest (300 trees) on the first k dates")
         print_table(["k dates", "of season", "accuracy"], forest_rows)
         print()

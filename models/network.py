@@ -91,7 +91,7 @@ def rowwise_linear(x: Tensor, weight: Tensor) -> Tensor:
     # at most 65,535 matrices a call: some GPU kernels put the batch on a grid axis of that
     # size, and a row's result does not depend on the rows beside it anyway
     out = torch.cat([torch.bmm(chunk, weight.expand(len(chunk), *weight.shape))
-                     for chunk in rows.split(BMM_BATCH_LIMIT)]) if len(rows) else rows @ weight
+                     for chunk in rows.split(BMM_BATCH_LIMIT)])
     return out.reshape(*x.shape[:-1], weight.shape[-1])
 
 

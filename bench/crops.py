@@ -126,8 +126,8 @@ def main() -> None:
 
 
 def upper_envelope(points: dict) -> list[tuple[float, float]]:
-    """The (season observed, accuracy) points, each the mean over the folds, that no point
-    observing less of the season beats: the frontier ELECTS offers."""
+    """The (share of the dates read, accuracy) points, each the mean over the folds, that no
+    point reading less beats: the frontier ELECTS offers."""
     every = sorted(tuple(np.mean(pts, axis=0)) for pts in points.values())
     best, upper = -1.0, []
     for x, y in every:
@@ -139,7 +139,7 @@ def upper_envelope(points: dict) -> list[tuple[float, float]]:
 
 def compare_frontiers(found: dict, start: float = 0.30, end: float = 0.70) -> str:
     """ELECTS's frontier against the forest's curve, both joined linearly as plotted (mixing
-    two models parcel by parcel reaches any point between them), at every 1 % of the season
+    two models parcel by parcel reaches any point between them), at every 1 % of the dates read
     from ``start`` to ``end``: the smallest margin and where."""
     upper = upper_envelope(found["elects"])
     grid = np.linspace(start, end, round((end - start) * 100) + 1)

@@ -62,6 +62,8 @@ def main() -> None:
                         help="epochs of the classifier alone before the earliness reward")
     parser.add_argument("--shapelets", type=int, default=TrainConfig.shapelets,
                         help="shapelet convolutions per width (0: the LSTM alone)")
+    parser.add_argument("--dropout", type=float, default=TrainConfig.dropout,
+                        help="dropout between the LSTM's layers and before the heads")
     parser.add_argument("--jitter", type=float, default=TrainConfig.jitter,
                         help="Gaussian noise on the training inputs, in band standard deviations")
     parser.add_argument("--threads", type=int, default=1)
@@ -87,7 +89,8 @@ def main() -> None:
                 fit, validation = split_validation(data.subset(train_idx), 0.15, fold)
                 config = TrainConfig(alpha=alpha, max_epochs=args.epochs, patience=25,
                                      hidden_size=args.hidden, warmup_epochs=args.warmup,
-                                     shapelets=args.shapelets, jitter=args.jitter, seed=fold,
+                                     shapelets=args.shapelets, jitter=args.jitter,
+                                     dropout=args.dropout, seed=fold,
                                      progress=False)
                 result = train(fit, config, validation)
                 model = result.model

@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from common import print_table
 from eowatch.models.datasets.ucr import read_ucr
-from ucr import ALPHAS, PUBLISHED, published_score
+from ucr import ALPHAS, PUBLISHED, best_published, published_score
 
 CLASSIFIERS = {
     "logistic regression": LogisticRegression(max_iter=3000),
@@ -85,12 +85,11 @@ def main() -> None:
         length = train.max_length
         prefixes = np.unique(np.linspace(1, length, min(length, 24)).round().astype(int))
         fractions = prefixes / length
-        best_rows: dict[str, list] = {}
+        best_rows: dict[float, list[float]] = {}  # α -> best fair, best oracle, published
         for label, classifier in CLASSIFIERS.items():
             oof, held = prefix_probabilities(classifier, train, test, prefixes)
-            for i, alpha in enumerate(ALPHAS):
-                published = max(published_score(*PUBLISHED[name][m][i], alpha)
-                                for m in PUBLISHED[name])
+            for alpha in ALPHAS:
+                published = best_published(name, alpha)
                 fair = outcome(held, test.labels, fractions,
                                best_threshold(oof, train.labels, fractions, alpha), alpha)
                 oracle = outcome(held, test.labels, fractions,

@@ -17,7 +17,7 @@ The sets come from the wheels of aeon (GunPoint, ItalyPowerDemand) and ucr-datas
 OSULeaf and Coffee are held out for acceptance: they run only with --held-out.
 
 Usage: python bench/ucr.py [--quick] [--jobs 2] [--sets A,B] [--warmup N] [--batch-size N]
-                           [--jitter S]
+                           [--jitter S] [--dropout P]
        python bench/ucr.py --held-out --sets OSULeaf,Coffee
 """
 
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=defaults.hidden_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--jitter", type=float, default=defaults.jitter)
+    parser.add_argument("--dropout", type=float, default=defaults.dropout)
     args = parser.parse_args()
     sets = args.sets.split(",")
     if (held := set(sets) & set(HELD_OUT)) and not args.held_out:
@@ -102,7 +103,7 @@ def main() -> None:
     config = replace(defaults, max_epochs=args.epochs, patience=args.patience,
                      warmup_epochs=args.warmup, batch_size=args.batch_size,
                      hidden_size=args.hidden, learning_rate=args.learning_rate, jitter=args.jitter,
-                     validation_fraction=0.25, progress=False)
+                     dropout=args.dropout, validation_fraction=0.25, progress=False)
     loss_alphas = (0.3, 0.6, 0.9) if args.quick else (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
     seeds = (0,) if args.quick else (0, 1)
     start = time.perf_counter()
@@ -132,7 +133,8 @@ def main() -> None:
     print(f"UCR early classification, test splits, deterministic stop (δ ≥ 0.5); epochs "
           f"{config.max_epochs}, patience {config.patience or 'auto'}, warm-up "
           f"{config.warmup_epochs}, batch {config.batch_size or 'auto'}, hidden "
-          f"{config.hidden_size}, lr {config.learning_rate:g}, jitter {config.jitter:g}; "
+          f"{config.hidden_size}, lr {config.learning_rate:g}, jitter {config.jitter:g}, "
+          f"dropout {config.dropout:g}; "
           f"{time.perf_counter() - start:.0f} s")
     print_table(["dataset", "α", "loss α", "accuracy", "earliness", "score",
                  "ELECTS v1 acc/earl", "SR2-CF2 acc/earl", "best published", "≥ best",

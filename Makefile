@@ -55,7 +55,8 @@ default-model: setup
 	$(BIN)/eowatch train simulated:5000:0 --out models/default/sentinel2-simulated.pt \
 	    --feed sentinel2 --season-start 01-01 --alpha 0.8 --epochs 40 --patience 8 \
 	    --bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12 \
-	    --warmup 0 --batch-size 64 --shapelets 0 --version sentinel2-sim-2 --no-progress
+	    --warmup 0 --batch-size 64 --shapelets 0 --dropout 0.2 \
+	    --version sentinel2-sim-2 --no-progress
 
 clean:
 	rm -rf $(VENV) .pytest_cache

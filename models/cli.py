@@ -37,7 +37,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
     p.add_argument("--layers", type=int, default=2, help="LSTM layers")
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.4,
+                   help="dropout between the LSTM's layers and before the heads (default 0.4)")
     p.add_argument("--shapelets", type=int, default=32,
                    help="shapelet convolutions per width, widths a tenth to four tenths of the "
                    "longest series, beside the LSTM (default 32; 0: the LSTM alone)")

@@ -249,3 +249,21 @@ def test_jitter_adds_noise_in_each_bands_units_to_training_inputs_only(monkeypat
     validated = [x for training, x in runs[0.1] if not training]
     assert validated and torch.equal(validated[0].nan_to_num(), torch.as_tensor(
         validation.values).nan_to_num())
+
+
+def test_cli_train_defaults_are_the_training_defaults():
+    # the CLI states its defaults as literals so that parsing never imports torch: this keeps
+    # the two in step
+    from eowatch.cli import build_parser
+
+    args = build_parser().parse_args(["train", "data.parquet", "--out", "model.pt"])
+    defaults = TrainConfig()
+    for flag, field in (("alpha", "alpha"), ("epsilon", "epsilon"), ("hidden", "hidden_size"),
+                        ("layers", "num_layers"), ("dropout", "dropout"),
+                        ("shapelets", "shapelets"), ("learning_rate", "learning_rate"),
+                        ("weight_decay", "weight_decay"), ("jitter", "jitter"),
+                        ("batch_size", "batch_size"), ("epochs", "max_epochs"),
+                        ("patience", "patience"), ("warmup", "warmup_epochs"),
+                        ("threshold", "stop_threshold"), ("seed", "seed"),
+                        ("device", "device")):
+        assert getattr(args, flag) == getattr(defaults, field), flag
